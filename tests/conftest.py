@@ -1,0 +1,36 @@
+"""Shared fixtures: the real H&E image that TIAToolbox ships, small crops of it."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+@pytest.fixture(scope="session")
+def he_image() -> np.ndarray:
+    """TIAToolbox's bundled 1000x1000 RGB uint8 H&E image (real tissue)."""
+    from tiatoolbox.data import stain_norm_target
+
+    image = stain_norm_target()
+    assert image.shape == (1000, 1000, 3)
+    return np.ascontiguousarray(image)
+
+
+@pytest.fixture(scope="session")
+def he_tile(he_image: np.ndarray) -> np.ndarray:
+    """A 256x256 crop of the bundled H&E image (fast tests)."""
+    return np.ascontiguousarray(he_image[200:456, 300:556])
+
+
+@pytest.fixture(scope="session")
+def he_tiles(he_image: np.ndarray) -> list[np.ndarray]:
+    """Sixteen 250x250 tiles of the bundled H&E image."""
+    return [
+        np.ascontiguousarray(he_image[i : i + 250, j : j + 250])
+        for i in range(0, 1000, 250)
+        for j in range(0, 1000, 250)
+    ]

@@ -1,0 +1,45 @@
+"""Style augmentations as albumentations 2.x transforms, and the scanner simulator.
+
+- :class:`RandStainNA` (Shen et al., 2022): random virtual stain templates in
+  LAB/HSV/HED with Reinhard transfer; fit templates with
+  :func:`fit_randstainna_template`.
+- :class:`FourierDomainAdaptation` (Yang and Soatto, 2020): low-frequency
+  amplitude swap with a paired scan or a reference bank.
+- :class:`ScannerSimulator` and :data:`SCANNER_PROFILES`: deterministic
+  simulated scanners used to synthesise scanner-paired data.
+- :func:`style_augmentation`: named presets (``"colorjitter"``,
+  ``"randstainna"``, ``"fda"``, ``"hestain"`` and ``"+"`` combinations).
+
+Names resolve lazily so importing this package does not import every module.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS: dict[str, str] = {
+    "RandStainNA": "randstainna",
+    "RandStainNATemplate": "randstainna",
+    "fit_randstainna_template": "randstainna",
+    "load_randstainna_template": "randstainna",
+    "save_randstainna_template": "randstainna",
+    "FourierDomainAdaptation": "fda",
+    "ScannerProfile": "scanner",
+    "ScannerSimulator": "scanner",
+    "SCANNER_PROFILES": "scanner",
+    "simulate_scanner": "scanner",
+    "style_augmentation": "presets",
+    "he_color_jitter": "presets",
+    "STYLE_AUGMENTATIONS": "presets",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        module = importlib.import_module(f"{__name__}.{_EXPORTS[name]}")
+        return getattr(module, name)
+    msg = f"module {__name__!r} has no attribute {name!r}"
+    raise AttributeError(msg)

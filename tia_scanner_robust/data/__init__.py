@@ -1,0 +1,1 @@
+"""data subpackage of tia_scanner_robust."""

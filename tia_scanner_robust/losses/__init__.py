@@ -1,0 +1,1 @@
+"""losses subpackage of tia_scanner_robust."""

@@ -1,0 +1,1 @@
+"""metrics subpackage of tia_scanner_robust."""

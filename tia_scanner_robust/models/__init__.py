@@ -1,0 +1,1 @@
+"""models subpackage of tia_scanner_robust."""

@@ -1,0 +1,1 @@
+"""report subpackage of tia_scanner_robust."""

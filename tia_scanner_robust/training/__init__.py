@@ -1,0 +1,1 @@
+"""training subpackage of tia_scanner_robust."""
