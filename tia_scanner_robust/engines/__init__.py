@@ -1,1 +1,40 @@
-"""engines subpackage of tia_scanner_robust."""
+"""Scanner-consistency evaluation through TIAToolbox's engines.
+
+- :class:`ScannerConsistencyEvaluator`: runs ``SemanticSegmentor``,
+  ``PatchPredictor`` or ``DeepFeatureExtractor`` once per scanner (patch or
+  WSI mode), aligns outputs by specimen and computes paired Dice / agreement /
+  cosine and top-k, CoV and task metrics into an :class:`EvaluationResult`.
+- :func:`resolve_model`, :func:`load_checkpoint`, :func:`register_architecture`:
+  the accepted model specifications.
+
+Names resolve lazily so that importing this package does not import torch or
+TIAToolbox.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS: dict[str, str] = {
+    "ScannerConsistencyEvaluator": "consistency",
+    "EvaluationResult": "consistency",
+    "ExamplePair": "consistency",
+    "PRIMARY_SCORE": "consistency",
+    "TASKS": "consistency",
+    "sample_id": "consistency",
+    "resolve_model": "loading",
+    "load_checkpoint": "loading",
+    "register_architecture": "loading",
+    "ARCHITECTURES": "loading",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        module = importlib.import_module(f"{__name__}.{_EXPORTS[name]}")
+        return getattr(module, name)
+    msg = f"module {__name__!r} has no attribute {name!r}"
+    raise AttributeError(msg)

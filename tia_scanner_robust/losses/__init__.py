@@ -1,1 +1,55 @@
-"""losses subpackage of tia_scanner_robust."""
+"""Losses: SimCons consistency, ScanGen contrastive, and their functional cores.
+
+- :class:`SimConsLoss`: consistency between predictions on an image and its
+  style-augmented view (SCORPION paper, Eq. 1).
+- :class:`ScanGenLoss`: scanner-contrastive loss over embeddings (ScanGen, Eq. 2).
+- :mod:`tia_scanner_robust.losses.functional`: pure functions (soft Dice
+  forms, symmetric KL, CE + Dice).
+
+Names resolve lazily so that importing this package stays cheap.
+
+Examples:
+    >>> from tia_scanner_robust.losses import SimConsLoss
+    >>> SimConsLoss().denominator
+    'squared'
+
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS: dict[str, str] = {
+    "SimConsLoss": "simcons",
+    "ScanGenLoss": "scangen",
+    "dice_loss": "functional",
+    "probability_mse": "functional",
+    "segmentation_loss": "functional",
+    "soft_dice_consistency": "functional",
+    "soft_dice_score": "functional",
+    "symmetric_kl_divergence": "functional",
+}
+
+__all__ = [
+    "ScanGenLoss",
+    "SimConsLoss",
+    "dice_loss",
+    "probability_mse",
+    "segmentation_loss",
+    "soft_dice_consistency",
+    "soft_dice_score",
+    "symmetric_kl_divergence",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        module = importlib.import_module(f"{__name__}.{_EXPORTS[name]}")
+        return getattr(module, name)
+    msg = f"module {__name__!r} has no attribute {name!r}"
+    raise AttributeError(msg)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

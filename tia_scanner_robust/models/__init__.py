@@ -1,1 +1,33 @@
-"""models subpackage of tia_scanner_robust."""
+"""TIAToolbox ``ModelABC`` models of the plugin.
+
+- :class:`ColourDeconvolutionSegmenter` and :func:`classical_ioconfig`: the
+  offline, weight-free background/tissue/nuclei segmenter (the evaluator's
+  ``"builtin"`` model).
+- :class:`SmpSegmentationModel`: a ``segmentation_models_pytorch`` network.
+
+Names resolve lazily so that importing this package does not import torch or
+TIAToolbox.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS: dict[str, str] = {
+    "CLASSICAL_CLASS_DICT": "classical",
+    "ColourDeconvolutionSegmenter": "classical",
+    "classical_ioconfig": "classical",
+    "clean_label_maps": "classical",
+    "SmpSegmentationModel": "segmentation",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        module = importlib.import_module(f"{__name__}.{_EXPORTS[name]}")
+        return getattr(module, name)
+    msg = f"module {__name__!r} has no attribute {name!r}"
+    raise AttributeError(msg)

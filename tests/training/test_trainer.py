@@ -1,0 +1,424 @@
+"""Trainer loops, losses, logs, best checkpoint, configs and the folder dataset."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from tia_scanner_robust._io import atomic_write_image
+from tia_scanner_robust.training.config import (
+    DataConfig,
+    ExperimentConfig,
+    ModelConfig,
+    TrainerConfig,
+    load_config,
+)
+from tia_scanner_robust.training.data import (
+    SegmentationFolderDataset,
+    build_eval_transform,
+    build_train_transform,
+    derive_seed,
+)
+from tia_scanner_robust.training.hooks import Hook
+from tia_scanner_robust.training.trainer import Trainer, build_trainer
+
+
+class TinySeg(nn.Module):
+    def __init__(self, classes: int = 2) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, classes, 1)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def tissue_items(tiles: list[np.ndarray], size: int = 16) -> list[dict]:
+    """Real H&E crops with a learnable mask (dark = tissue)."""
+    items = []
+    for tile in tiles:
+        crop = np.ascontiguousarray(tile[:size, :size])
+        items.append({"image": crop, "mask": (crop.mean(-1) < 180).astype(np.int64)})
+    return items
+
+
+def cfg(tmp_path: Path, **kw: object) -> dict:
+    base = {"batch_size": 4, "progress": False, "output_dir": str(tmp_path / "run"), "epochs": 2}
+    base.update(kw)
+    return base
+
+
+def test_fit_learns_logs_and_selects_best(tmp_path: Path, he_tiles: list[np.ndarray]) -> None:
+    torch.manual_seed(0)
+    items = tissue_items(he_tiles)
+    trainer = Trainer(
+        TinySeg(),
+        items[:12],
+        items[12:],
+        config=cfg(tmp_path, epochs=4, lr=0.05, log_every_n_steps=1),
+    )
+    before = trainer.validate()
+    result = trainer.fit()
+    history = result.history
+    assert result.global_step == 4 * 3
+    assert [r["epoch"] for r in history] == [0, 1, 2, 3]
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    assert history[-1]["val_dice"] > before["val_dice"]
+    # Best epoch = argmax of the monitored metric; best.pt holds that epoch's weights.
+    dices = [r["val_dice"] for r in history]
+    assert result.best_epoch == int(np.argmax(dices))
+    assert result.best_metric == pytest.approx(max(dices))
+    best = torch.load(result.best_checkpoint, weights_only=True)
+    assert best["epoch"] == result.best_epoch
+    # Logs: one JSONL line and one CSV row per epoch, a step line per step.
+    run = tmp_path / "run"
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["val_dice"] for line in lines] == pytest.approx(dices)
+    csv_lines = (run / "metrics.csv").read_text().splitlines()
+    header = csv_lines[0].split(",")
+    assert {"epoch", "train_loss", "train_supervised", "val_loss", "val_dice", "lr"} <= set(header)
+    assert len(csv_lines) == 5
+    steps = [json.loads(line) for line in (run / "steps.jsonl").read_text().splitlines()]
+    assert [s["step"] for s in steps] == list(range(1, 13))
+    assert json.loads((run / "config.json").read_text())["lr"] == 0.05
+
+
+def test_val_dice_matches_reference(tmp_path: Path, he_tiles: list[np.ndarray]) -> None:
+    items = tissue_items(he_tiles[:6])
+    model = TinySeg()
+    trainer = Trainer(model, items, items, config=cfg(tmp_path, batch_size=4))
+    metrics = trainer.validate()
+    x = trainer.prepare_inputs({"image": np.stack([i["image"] for i in items])})
+    pred = model(x).argmax(1).numpy()
+    target = np.stack([i["mask"] for i in items])
+    inter = np.logical_and(pred == 1, target == 1).sum()
+    expected = 2 * inter / ((pred == 1).sum() + (target == 1).sum())
+    assert metrics["val_dice"] == pytest.approx(expected)
+    assert metrics["val_dice_1"] == pytest.approx(expected)
+
+
+def test_prepare_inputs_normalises_nhwc_uint8(tmp_path: Path) -> None:
+    data = [{"image": np.zeros((4, 4, 3), np.uint8), "mask": np.zeros((4, 4), np.int64)}] * 2
+    trainer = Trainer(TinySeg(), data, config=cfg(tmp_path, batch_size=2))
+    image = np.arange(2 * 4 * 4 * 3, dtype=np.uint8).reshape(2, 4, 4, 3)
+    x = trainer.prepare_inputs({"image": torch.from_numpy(image)})
+    mean = np.array([0.485, 0.456, 0.406])
+    std = np.array([0.229, 0.224, 0.225])
+    expected = ((image / 255.0 - mean) / std).transpose(0, 3, 1, 2)
+    assert x.shape == (2, 3, 4, 4)
+    np.testing.assert_allclose(x.numpy(), expected, atol=1e-6)
+    ready = torch.randn(2, 3, 4, 4)
+    assert torch.equal(trainer.prepare_inputs({"image": ready}), ready)
+    with pytest.raises(KeyError, match="image_key"):
+        trainer.prepare_inputs({"img": ready})
+    with pytest.raises(ValueError, match="channels last"):
+        trainer.prepare_inputs({"image": torch.zeros(2, 3, 4, 4, dtype=torch.uint8)})
+
+
+def test_supervised_mask_and_custom_loss_terms(tmp_path: Path) -> None:
+    data = [{"image": np.zeros((4, 4, 3), np.uint8), "mask": np.zeros((4, 4), np.int64)}] * 2
+
+    def loss_fn(outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"rows": outputs.new_tensor(float(outputs.shape[0])), "ce": outputs.mean() * 0}
+
+    trainer = Trainer(TinySeg(), data, config=cfg(tmp_path, batch_size=2), loss_fn=loss_fn)
+    outputs = torch.zeros(3, 2, 4, 4)
+    batch = {"mask": torch.zeros(3, 4, 4, dtype=torch.long)}
+    assert trainer.compute_loss(outputs, batch)["rows"].item() == 3
+    batch["supervised_mask"] = torch.tensor([True, False, True])
+    assert trainer.compute_loss(outputs, batch)["rows"].item() == 2
+    total, losses = trainer.compute_losses(
+        {"image": torch.zeros(2, 4, 4, 3, dtype=torch.uint8), "mask": torch.zeros(2, 4, 4)}
+    )
+    assert set(losses) == {"rows", "ce"}
+    assert total.item() == 2.0
+
+
+def test_hooks_called_in_order_and_metrics_added(tmp_path: Path) -> None:
+    calls: list[str] = []
+
+    class Recorder(Hook):
+        def on_fit_start(self, trainer):
+            calls.append("fit_start")
+
+        def on_epoch_start(self, trainer, epoch):
+            calls.append(f"epoch_start{epoch}")
+
+        def on_batch_start(self, trainer, batch):
+            calls.append("batch")
+            return batch
+
+        def on_forward(self, trainer, batch, outputs):
+            calls.append("forward")
+            return outputs
+
+        def on_loss(self, trainer, batch, outputs, losses):
+            calls.append("loss")
+            return {**losses, "extra": outputs.new_tensor(0.5)}
+
+        def on_after_backward(self, trainer):
+            grads = [p.grad for p in trainer.model.parameters()]
+            calls.append("backward" if all(g is not None for g in grads) else "nograd")
+
+        def on_validation_end(self, trainer, metrics):
+            calls.append("val_end")
+            return {**metrics, "val_custom": 7.0}
+
+        def on_epoch_end(self, trainer, epoch, metrics):
+            calls.append(f"epoch_end{epoch}")
+
+        def on_fit_end(self, trainer):
+            calls.append("fit_end")
+
+    data = [{"image": np.zeros((4, 4, 3), np.uint8), "mask": np.zeros((4, 4), np.int64)}] * 2
+    trainer = Trainer(
+        TinySeg(), data, data, config=cfg(tmp_path, batch_size=2, epochs=1), hooks=[Recorder()]
+    )
+    result = trainer.fit()
+    assert calls == [
+        "fit_start",
+        "epoch_start0",
+        "batch",
+        "forward",
+        "loss",
+        "backward",
+        "val_end",
+        "epoch_end0",
+        "fit_end",
+    ]
+    record = result.history[0]
+    assert record["train_extra"] == 0.5
+    assert record["train_loss"] == pytest.approx(record["train_supervised"] + 0.5)
+    assert record["val_custom"] == 7.0
+
+
+def test_schedules_and_gradient_clipping(tmp_path: Path) -> None:
+    data = [
+        {"image": np.full((4, 4, 3), 200, np.uint8), "mask": np.ones((4, 4), np.int64)}
+    ] * 4
+    cosine = Trainer(
+        TinySeg(), data, config=cfg(tmp_path, batch_size=2, scheduler="cosine", min_lr=1e-4)
+    )
+    cosine.fit()
+    assert cosine.optimizer.param_groups[0]["lr"] == pytest.approx(1e-4)
+    step = Trainer(
+        TinySeg(),
+        data,
+        config=cfg(tmp_path, batch_size=2, scheduler="step", step_epochs=1, gamma=0.5, lr=0.1),
+    )
+    step.fit()
+    assert step.optimizer.param_groups[0]["lr"] == pytest.approx(0.025)
+    # SGD without momentum: the update equals lr * clipped gradient (norm <= clip).
+    model = TinySeg()
+    before = torch.cat([p.detach().flatten() for p in model.parameters()])
+    clip = Trainer(
+        model,
+        data,
+        config=cfg(
+            tmp_path, batch_size=4, epochs=1, optimizer="sgd", momentum=0.0, lr=1.0,
+            grad_clip_norm=1e-3,
+        ),
+    )
+    clip.fit()
+    after = torch.cat([p.detach().flatten() for p in model.parameters()])
+    assert torch.linalg.vector_norm(after - before).item() == pytest.approx(1e-3, rel=1e-3)
+
+
+def test_max_steps_and_stop_at_step(tmp_path: Path) -> None:
+    data = [{"image": np.zeros((4, 4, 3), np.uint8), "mask": np.zeros((4, 4), np.int64)}] * 8
+    trainer = Trainer(TinySeg(), data, config=cfg(tmp_path, batch_size=2, epochs=5, max_steps=6))
+    result = trainer.fit()
+    assert result.global_step == 6
+    assert result.epochs_completed == 2  # epoch 1 ends early at step 6
+    other = Trainer(TinySeg(), data, config=cfg(tmp_path / "b", batch_size=2, epochs=5))
+    stopped = other.fit(stop_at_step=3)
+    assert stopped.stopped_early
+    assert stopped.global_step == 3
+    assert torch.load(stopped.last_checkpoint, weights_only=True)["global_step"] == 3
+
+
+def test_trainer_errors(tmp_path: Path) -> None:
+    data = [{"image": np.zeros((4, 4, 3), np.uint8), "mask": np.zeros((4, 4), np.int64)}] * 2
+    with pytest.raises(ValueError, match="fewer than one batch"):
+        Trainer(TinySeg(), data, config=cfg(tmp_path, batch_size=4))
+    with pytest.raises(TypeError, match="Hook"):
+        Trainer(TinySeg(), data, config=cfg(tmp_path, batch_size=2), hooks=[object()])
+    with pytest.raises(TypeError, match="torch.nn.Module"):
+        Trainer(lambda x: x, data, config=cfg(tmp_path, batch_size=2))
+
+    def nan_loss(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return outputs.mean() * float("nan")
+
+    trainer = Trainer(TinySeg(), data, config=cfg(tmp_path, batch_size=2), loss_fn=nan_loss)
+    with pytest.raises(FloatingPointError, match="Non-finite loss"):
+        trainer.fit()
+    with pytest.raises(FileNotFoundError):
+        trainer.load_checkpoint(tmp_path / "missing.pt")
+
+
+# ----------------------------------------------------------------------------- configs
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"optimizer": "adagrad"}, r"TrainerConfig\.optimizer"),
+        ({"lr": 0}, r"TrainerConfig\.lr must be > 0"),
+        ({"epochs": 0}, r"TrainerConfig\.epochs"),
+        ({"batch_size": 1.5}, r"TrainerConfig\.batch_size"),
+        ({"scheduler": "linear"}, r"TrainerConfig\.scheduler"),
+        ({"mode": "maximum"}, r"TrainerConfig\.mode"),
+        ({"amp": "yes"}, r"TrainerConfig\.amp"),
+        ({"task": "detection"}, r"TrainerConfig\.task"),
+        ({"normalize_std": [1, 0, 1]}, r"TrainerConfig\.normalize_std"),
+        ({"progress": "no"}, r"TrainerConfig\.progress"),
+    ],
+)
+def test_trainer_config_errors_name_the_field(kwargs: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        TrainerConfig(**kwargs)
+
+
+def test_config_unknown_keys_and_yaml(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"Unknown TrainerConfig key\(s\) \['optimiser'\].*optimizer"):
+        TrainerConfig.from_dict({"optimiser": "adam"})
+    with pytest.raises(ValueError, match=r"DataConfig\.flip_p must be in \[0, 1\]"):
+        DataConfig(flip_p=2)
+    with pytest.raises(ValueError, match=r"ModelConfig\.num_classes"):
+        ModelConfig(num_classes=1)
+    assert TrainerConfig(task="classification").target_key == "label"
+    good = tmp_path / "good.yaml"
+    good.write_text(
+        "trainer:\n  epochs: 3\n  lr: 0.01\nmodel:\n  arch: Unet\n"
+        "data:\n  train_dir: data/train\nhooks:\n  - name: simcons\n    kwargs: {lam: 0.5}\n"
+    )
+    config = load_config(good)
+    assert config.trainer.epochs == 3
+    assert config.model.arch == "Unet"
+    assert config.hooks[0].kwargs == {"lam": 0.5}
+    assert ExperimentConfig.from_dict(config.to_dict()) == config
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("trainer:\n  lr: -1\n")
+    with pytest.raises(ValueError, match=r"bad\.yaml.*TrainerConfig\.lr"):
+        load_config(bad)
+    bad.write_text("trainr:\n  lr: 1\n")
+    with pytest.raises(ValueError, match=r"Unknown ExperimentConfig key\(s\) \['trainr'\]"):
+        load_config(bad)
+    bad.write_text("hooks:\n  - {nme: simcons}\n")
+    with pytest.raises(ValueError, match=r"hooks\[0\].*Unknown HookConfig key"):
+        load_config(bad)
+    bad.write_text("trainer: [1, 2\n")
+    with pytest.raises(ValueError, match="Invalid YAML"):
+        load_config(bad)
+    bad.write_text("!!python/object/apply:os.system ['echo hacked']\n")
+    with pytest.raises(ValueError, match="Invalid YAML"):
+        load_config(bad)
+    with pytest.raises(FileNotFoundError):
+        load_config(tmp_path / "none.yaml")
+
+
+# ----------------------------------------------------------------------------- data
+def write_folder(root: Path, tiles: list[np.ndarray], size: int = 24) -> None:
+    for i, tile in enumerate(tiles):
+        crop = np.ascontiguousarray(tile[:size, :size])
+        atomic_write_image(root / "images" / f"t{i}.png", crop)
+        atomic_write_image(root / "masks" / f"t{i}.png", (crop.mean(-1) < 180).astype(np.uint8))
+
+
+def test_folder_dataset_items_and_determinism(tmp_path: Path, he_tiles: list[np.ndarray]) -> None:
+    write_folder(tmp_path, he_tiles[:3])
+    raw = SegmentationFolderDataset(tmp_path, num_classes=2)
+    item = raw[1]
+    assert item["image"].dtype == np.uint8
+    assert item["image"].shape == (24, 24, 3)
+    assert item["mask"].dtype == np.int64
+    np.testing.assert_array_equal(item["image"], he_tiles[1][:24, :24])
+    ds = SegmentationFolderDataset(tmp_path, build_train_transform(16, blur_p=0.5, noise_p=0.5))
+    a, b = ds[0], ds[0]
+    assert a["image"].shape == (16, 16, 3)
+    np.testing.assert_array_equal(a["image"], b["image"])  # same (seed, epoch, index)
+    ds.set_epoch(1)
+    draws = [ds[0]["image"] for _ in range(2)]
+    np.testing.assert_array_equal(draws[0], draws[1])
+    assert not np.array_equal(draws[0], a["image"])  # another epoch, another augmentation
+    assert derive_seed(0, 1, 0) != derive_seed(0, 0, 1)
+    assert build_eval_transform(8)(image=item["image"], mask=item["mask"])["image"].shape == (
+        8,
+        8,
+        3,
+    )
+
+
+def test_flips_are_independent(he_tile: np.ndarray) -> None:
+    # albumentations' own Compose(seed=...) seeds every child alike (flips fire together);
+    # the per-item reseeding shares one stream, so both flip patterns occur.
+    t = build_train_transform(None, blur_p=0.0, noise_p=0.0)
+    ds_items = []
+    from tia_scanner_robust.training.data import reseed_transform
+
+    for s in range(24):
+        reseed_transform(t, s)
+        out = t(image=he_tile)["image"]
+        h = np.array_equal(out, he_tile[:, ::-1]) or np.array_equal(out, he_tile[::-1, ::-1])
+        v = np.array_equal(out, he_tile[::-1]) or np.array_equal(out, he_tile[::-1, ::-1])
+        ds_items.append((h, v))
+    assert (True, False) in ds_items
+    assert (False, True) in ds_items
+
+
+def test_folder_dataset_errors(tmp_path: Path, he_tiles: list[np.ndarray]) -> None:
+    with pytest.raises(FileNotFoundError, match="image folder"):
+        SegmentationFolderDataset(tmp_path)
+    write_folder(tmp_path, he_tiles[:2])
+    (tmp_path / "masks" / "t1.png").unlink()
+    atomic_write_image(tmp_path / "masks" / "zz.png", np.zeros((4, 4), np.uint8))
+    with pytest.raises(ValueError, match=r"without a mask.*\['t1'\].*without an image.*\['zz'\]"):
+        SegmentationFolderDataset(tmp_path)
+    (tmp_path / "masks" / "zz.png").unlink()
+    atomic_write_image(tmp_path / "masks" / "t1.png", np.zeros((5, 5), np.uint8))
+    ds = SegmentationFolderDataset(tmp_path, num_classes=2)
+    with pytest.raises(ValueError, match=r"t1\.png is \(24, 24\) but its mask"):
+        ds[1]
+    atomic_write_image(tmp_path / "masks" / "t1.png", np.full((24, 24), 7, np.uint8))
+    with pytest.raises(ValueError, match=r"label\(s\) \[7\] outside \[0, 1\]"):
+        ds[1]
+    colour = np.zeros((24, 24, 3), np.uint8)
+    colour[..., 0] = 1
+    atomic_write_image(tmp_path / "masks" / "t1.png", colour)
+    with pytest.raises(ValueError, match="single-channel"):
+        ds[1]
+
+
+def test_build_trainer_from_config(tmp_path: Path, he_tiles: list[np.ndarray]) -> None:
+    write_folder(tmp_path / "train", he_tiles[:4], size=32)
+    config = ExperimentConfig.from_dict(
+        {
+            "trainer": {"epochs": 1, "batch_size": 2, "progress": False,
+                        "output_dir": str(tmp_path / "run")},
+            "model": {"arch": "Unet", "encoder_name": "resnet18", "patch_size": 32,
+                      "model_kwargs": {"encoder_depth": 3, "decoder_channels": [16, 8, 4]}},
+            "data": {"train_dir": str(tmp_path / "train"), "val_dir": str(tmp_path / "train"),
+                     "crop_size": 32},
+            "hooks": [{"name": "simcons", "kwargs": {"style_augmentation": "colorjitter"}}],
+        }
+    )
+    try:
+        import tia_scanner_robust.augmentations.presets  # noqa: F401
+    except ImportError:
+        config.hooks = []
+    trainer = build_trainer(config)
+    result = trainer.fit()
+    assert result.global_step == 2
+    from tia_scanner_robust.models.segmentation import SmpSegmentationModel
+
+    model = SmpSegmentationModel.from_checkpoint(result.best_checkpoint)
+    state = trainer.model.state_dict()
+    best = torch.load(result.best_checkpoint, weights_only=True)["model"]
+    assert all(torch.equal(best[k], state[k]) for k in state)
+    assert model.config["arch"] == "Unet"
+    assert not math.isnan(result.history[0]["val_dice"])

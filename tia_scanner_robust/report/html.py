@@ -1,0 +1,466 @@
+"""``report.json`` and a self-contained ``report.html`` from an evaluation.
+
+:func:`write_report` writes, into one folder:
+
+- ``report.json``: every number of the
+  :class:`~tia_scanner_robust.engines.consistency.EvaluationResult`
+  (configuration, per pair, per scanner, per sample, average / minimum / worst
+  pair, CoV, task metrics, versions, timings) plus the paired-analysis
+  summary, as strict JSON (NaN written as ``null``);
+- the figures as PNG files (pair-matrix heatmap, per-scanner values,
+  worst-pair examples, paired/unpaired RGB and feature analysis);
+- ``report.html``: one file with inline CSS and the same PNGs embedded as
+  base64 ``data:`` URIs, so it opens anywhere (no network, no side files).
+
+Every file is written atomically.
+
+Examples:
+    >>> import tempfile, pathlib
+    >>> from tia_scanner_robust.engines.consistency import EvaluationResult
+    >>> from tia_scanner_robust.metrics.functional import pairwise_consistency
+    >>> pc = pairwise_consistency({"A": [0, 1, 1], "B": [0, 1, 0], "C": [1, 1, 0]}, "agreement")
+    >>> result = EvaluationResult("classification", "patch", "demo", ["A", "B", "C"],
+    ...                           ["x", "y", "z"], {"agreement": pc}, "agreement")
+    >>> paths = write_report(result, pathlib.Path(tempfile.mkdtemp()))
+    >>> sorted(p.name for p in paths.values())[:2]
+    ['pair_matrix_agreement.png', 'report.html']
+    >>> "http://" in paths["html"].read_text()
+    False
+
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import html
+import json
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from tia_scanner_robust._io import atomic_write_text
+from tia_scanner_robust.report import figures
+
+if TYPE_CHECKING:
+    from tia_scanner_robust.engines.consistency import EvaluationResult
+    from tia_scanner_robust.metrics.functional import PairConsistency
+
+__all__ = ["REPORT_VERSION", "render_html", "write_report"]
+
+#: Version of the report.json layout.
+REPORT_VERSION = 1
+
+_CSS = """
+body { font-family: -apple-system, 'Segoe UI', Roboto, Helvetica, Arial, sans-serif;
+       color: #1d2330; background: #f4f6f9; margin: 0; }
+main { max-width: 1120px; margin: 0 auto; padding: 24px 28px 48px; background: #fff; }
+h1 { font-size: 1.6em; margin: 0 0 4px; }
+h2 { font-size: 1.25em; margin: 34px 0 10px; padding-bottom: 4px; border-bottom: 2px solid #e3e7ee; }
+h3 { font-size: 1.05em; margin: 18px 0 8px; }
+p.meta { color: #5b6475; margin: 0 0 18px; }
+.cards { display: flex; flex-wrap: wrap; gap: 12px; margin: 14px 0; }
+.card { flex: 1 1 180px; border: 1px solid #e3e7ee; border-radius: 8px; padding: 12px 14px;
+        background: #fafbfd; }
+.card .label { font-size: 0.8em; color: #5b6475; text-transform: uppercase; letter-spacing: .04em; }
+.card .value { font-size: 1.6em; font-weight: 600; margin-top: 4px; }
+.card .sub { font-size: 0.85em; color: #5b6475; }
+.card.bad { border-color: #e8a0a0; background: #fff4f4; }
+table { border-collapse: collapse; width: 100%; margin: 8px 0 14px; font-size: 0.92em; }
+th, td { border-bottom: 1px solid #e3e7ee; padding: 6px 8px; text-align: right; }
+th { background: #eef1f6; font-weight: 600; }
+th:first-child, td:first-child { text-align: left; }
+tr:nth-child(even) td { background: #fafbfd; }
+tr.worst td { background: #ffe3e3; font-weight: 600; }
+.figure { margin: 10px 0 18px; text-align: center; }
+.figure img { max-width: 100%; border: 1px solid #e3e7ee; border-radius: 6px; }
+.figure .caption { font-size: 0.88em; color: #5b6475; margin-top: 4px; }
+.note { font-size: 0.9em; color: #414a5c; background: #f3f6fb; border-left: 4px solid #7c93c3;
+        padding: 8px 12px; margin: 10px 0; }
+details { margin: 8px 0; }
+summary { cursor: pointer; font-weight: 600; }
+pre { background: #f3f5f8; padding: 10px; overflow-x: auto; font-size: 0.82em; }
+"""
+
+_SCORE_TEXT = {
+    "dice": "paired Dice between the two scanners' predicted label maps (per class, "
+    "averaged over the classes present in either map)",
+    "agreement": "fraction of specimens whose predicted class is the same on both scanners",
+    "abs_prob": "mean absolute difference of the predicted class probabilities "
+    "(total variation; lower is better)",
+    "cosine": "cosine similarity of the two scanners' embeddings of the same specimen",
+}
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        return "n/a" if not math.isfinite(float(value)) else f"{float(value):.{digits}f}"
+    return html.escape(str(value))
+
+
+def _img(path: Path, caption: str = "") -> str:
+    data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+    cap = f'<div class="caption">{html.escape(caption)}</div>' if caption else ""
+    alt = html.escape(caption or Path(path).stem)
+    return (
+        f'<div class="figure"><img alt="{alt}" src="data:image/png;base64,{data}">{cap}</div>'
+    )
+
+
+def _card(label: str, value: str, sub: str = "", *, bad: bool = False) -> str:
+    cls = "card bad" if bad else "card"
+    sub_html = f'<div class="sub">{sub}</div>' if sub else ""
+    return (
+        f'<div class="{cls}"><div class="label">{html.escape(label)}</div>'
+        f'<div class="value">{value}</div>{sub_html}</div>'
+    )
+
+
+def _table(header: list[str], rows: list[list[str]], highlight: set[int] | None = None) -> str:
+    highlight = highlight or set()
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = []
+    for i, row in enumerate(rows):
+        cls = ' class="worst"' if i in highlight else ""
+        body.append(f"<tr{cls}>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _pairs_table(result: EvaluationResult) -> str:
+    primary = result.primary_result
+    others = [n for n in result.consistency if n != result.primary]
+    pairs = list(primary.pairs)
+    sign = 1.0 if primary.higher_is_better else -1.0
+    pairs.sort(key=lambda p: sign * (primary.pairs[p] if math.isfinite(primary.pairs[p]) else 1e9))
+    worst = primary.worst_pair
+    header = ["scanner pair", result.primary, "samples", *others]
+    rows, highlight = [], set()
+    for i, pair in enumerate(pairs):
+        if pair == worst:
+            highlight.add(i)
+        rows.append(
+            [
+                html.escape(f"{pair[0]} vs {pair[1]}"),
+                _fmt(primary.pairs[pair]),
+                _fmt(primary.n_samples.get(pair)),
+                *[_fmt(result.consistency[n].pairs.get(pair)) for n in others],
+            ]
+        )
+    return _table(header, rows, highlight)
+
+
+def _scanner_table(result: EvaluationResult) -> str:
+    primary = result.primary_result
+    matrix = np.asarray(primary.matrix, dtype=np.float64)
+    worst = set(primary.worst_pair or ())
+    keys: list[str] = []
+    for row in result.per_scanner.values():
+        for key in row:
+            if key not in keys and not key.startswith("n_") and not isinstance(row[key], (list, dict)):
+                keys.append(key)
+    keys = [k for k in keys if not isinstance(next(iter(result.per_scanner.values())).get(k), np.ndarray)]
+    header = ["scanner", f"mean {result.primary} vs others", *keys]
+    rows, highlight = [], set()
+    for i, scanner in enumerate(result.scanners):
+        row = result.per_scanner.get(scanner, {})
+        others = np.delete(matrix[i], i) if matrix.shape[0] > 1 else np.array([])
+        mean_vs = float(np.nanmean(others)) if np.isfinite(others).any() else float("nan")
+        if scanner in worst:
+            highlight.add(i)
+        label = html.escape(scanner) + (" (reference)" if i == 0 else "")
+        rows.append([label, _fmt(mean_vs), *[_fmt(row.get(k)) for k in keys]])
+    return _table(header, rows, highlight)
+
+
+def _cov_html(result: EvaluationResult) -> str:
+    parts = []
+    quantity = result.config.get("cov_quantity") or "prediction"
+    for name, cov in (("scanners", result.cov), ("magnifications", result.magnification_cov)):
+        if cov is None:
+            continue
+        excluded = ", ".join(
+            f"{html.escape(str(e['specimen_id']))} ({html.escape(str(e['reason']))})"
+            for e in cov.excluded[:10]
+        )
+        more = f" and {len(cov.excluded) - 10} more" if len(cov.excluded) > 10 else ""
+        parts.append(
+            _table(
+                ["CoV across", "CoV", "mean sigma", "specimens used", "excluded"],
+                [
+                    [
+                        html.escape(name),
+                        _fmt(cov.cov),
+                        _fmt(cov.mean_sigma),
+                        _fmt(cov.n_used),
+                        (excluded + more) or "none",
+                    ]
+                ],
+            )
+        )
+    if not parts:
+        return ""
+    return (
+        '<div class="note">CoV = (1/N) &sum;<sub>n</sub> &sigma;<sub>n</sub> / |&mu;<sub>n</sub>| '
+        "over specimens n, with &mu;<sub>n</sub> and &sigma;<sub>n</sub> the mean and population "
+        f"standard deviation of the specimen's {html.escape(quantity)} across scanners "
+        "(ScanGen Eq. 1). Lower is better; specimens with |&mu;| below eps are excluded.</div>"
+        + "".join(parts)
+    )
+
+
+def render_html(
+    result: EvaluationResult,
+    figure_paths: dict[str, Path],
+    *,
+    title: str | None = None,
+    analysis: dict[str, Any] | None = None,
+) -> str:
+    """Build the self-contained HTML page (figures embedded as data URIs).
+
+    Args:
+        result: The evaluation result.
+        figure_paths: Figure key -> PNG path (see :func:`write_report`).
+        title: Page title.
+        analysis: The paired-analysis summary (from
+            :func:`~tia_scanner_robust.metrics.analysis.deviation_summary`).
+
+    Returns:
+        The HTML text.
+
+    """
+    primary = result.primary_result
+    title = title or f"Scanner consistency report: {result.model}"
+    worst = primary.worst_pair
+    worst_text = html.escape(" vs ".join(worst)) if worst else "n/a"
+    when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    cards = [
+        _card(f"average {result.primary}", _fmt(primary.average, 3), "over scanner pairs"),
+        _card(
+            f"worst-pair {result.primary}",
+            _fmt(primary.worst, 3),
+            f"pair: {worst_text}",
+            bad=True,
+        ),
+    ]
+    if result.cov is not None:
+        cards.append(
+            _card("CoV across scanners", _fmt(result.cov.cov, 3), f"{result.cov.n_used} specimens")
+        )
+    cards.append(
+        _card("data", f"{len(result.scanners)} x {len(result.sample_ids)}", "scanners x specimens")
+    )
+    sections = [
+        f"<h1>{html.escape(title)}</h1>",
+        f'<p class="meta">task <b>{html.escape(result.task)}</b> ({html.escape(result.mode)} mode, '
+        f"engine {html.escape(str(result.config.get('engine', '')))}) &middot; model "
+        f"<b>{html.escape(result.model)}</b> &middot; reference scanner "
+        f"<b>{html.escape(result.scanners[0])}</b> &middot; {when}</p>",
+        f'<div class="cards">{"".join(cards)}</div>',
+        '<div class="note">'
+        + html.escape(
+            f"{result.primary}: {_SCORE_TEXT.get(result.primary, result.primary)}. "
+            "Every unordered scanner pair is scored per specimen and averaged over specimens; "
+            "the report gives the average and the worst pair (the case a patient could meet)."
+        )
+        + "</div>",
+        "<h2>Scanner-pair matrix</h2>",
+    ]
+    if "pair_matrix" in figure_paths:
+        sections.append(
+            _img(figure_paths["pair_matrix"], f"{result.primary} per scanner pair; worst pair outlined in red")
+        )
+    for name in result.consistency:
+        key = f"pair_matrix_{name}"
+        if name != result.primary and key in figure_paths:
+            sections.append(f"<h3>{html.escape(name)}</h3>")
+            sections.append(_img(figure_paths[key], f"{name} per scanner pair"))
+    sections += ["<h2>Scanner pairs (worst first)</h2>", _pairs_table(result)]
+    sections += ["<h2>Per scanner</h2>", _scanner_table(result)]
+    cov_html = _cov_html(result)
+    if cov_html or "per_scanner" in figure_paths:
+        sections.append("<h2>Prediction variability across scanners (CoV)</h2>")
+        sections.append(cov_html)
+        if "per_scanner" in figure_paths:
+            sections.append(
+                _img(figure_paths["per_scanner"], "one line per specimen: flat lines mean a scanner-robust model")
+            )
+    examples = [k for k in figure_paths if k.startswith("example_")]
+    if examples:
+        sections.append("<h2>Worst pair: example predictions</h2>")
+        for key in sorted(examples):
+            sections.append(
+                _img(figure_paths[key], "the same specimen scanned by the two scanners of the worst pair")
+            )
+    analysis_keys = [k for k in ("rgb_analysis", "feature_analysis") if k in figure_paths]
+    if analysis_keys:
+        sections.append("<h2>Paired versus unpaired analysis</h2>")
+        sections.append(
+            '<div class="note">Unpaired: every specimen of every scanner as it is. Paired: the '
+            "reference scanner's value for the same specimen is subtracted, so the reference "
+            "sits at (0, 0) and what remains is the shift each scanner causes "
+            "(SCORPION, section 2.2).</div>"
+        )
+        for key in analysis_keys:
+            sections.append(_img(figure_paths[key], key.replace("_", " ")))
+        if analysis and analysis.get("rgb"):
+            rows = [
+                [
+                    html.escape(s),
+                    _fmt(v.get("centroid_shift"), 2),
+                    _fmt(v.get("paired_mean_norm"), 2),
+                ]
+                for s, v in analysis["rgb"]["scanners"].items()
+            ]
+            sections.append(
+                _table(["scanner", "unpaired centroid shift (RGB stats)", "mean paired deviation"], rows)
+            )
+    details = {
+        "Configuration": result.config,
+        "Timings (seconds)": result.timings,
+        "Versions": result.versions,
+    }
+    sections.append("<h2>Run details</h2>")
+    for label, payload in details.items():
+        text = json.dumps(_jsonable(payload), indent=2, allow_nan=False)
+        sections.append(
+            f"<details><summary>{html.escape(label)}</summary><pre>{html.escape(text)}</pre></details>"
+        )
+    sections.append(
+        '<p class="meta">Every number is in report.json next to this file; '
+        "figures are embedded in this page and also saved as PNG files.</p>"
+    )
+    body = "\n".join(sections)
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+        f"<title>{html.escape(title)}</title>\n<style>{_CSS}</style>\n</head>\n"
+        f"<body><main>\n{body}\n</main></body>\n</html>\n"
+    )
+
+
+def _jsonable(obj: Any) -> Any:
+    from tia_scanner_robust.metrics.functional import to_jsonable  # noqa: PLC0415
+
+    return to_jsonable(obj)
+
+
+def _primary_scalar_values(result: EvaluationResult) -> tuple[str, dict[str, list[float]]] | None:
+    for key, label in (
+        ("cov_fraction", result.config.get("cov_quantity") or "fraction"),
+        ("positive_probability", result.config.get("cov_quantity") or "probability"),
+    ):
+        values = result.per_sample.get(key)
+        if values and all(len(values.get(s, [])) for s in result.scanners):
+            return str(label), {s: values[s] for s in result.scanners}
+    return None
+
+
+def write_report(
+    result: EvaluationResult,
+    out_dir: str | Path | None = None,
+    *,
+    title: str | None = None,
+    analysis: bool = True,
+    projection: str = "umap",
+    dpi: int = 120,
+) -> dict[str, Path]:
+    """Write ``report.json``, the PNG figures and ``report.html`` into ``out_dir``.
+
+    Args:
+        result: What :meth:`ScannerConsistencyEvaluator.evaluate` returned.
+        out_dir: Destination folder (default: ``result.out_dir``).
+        title: Report title.
+        analysis: Also draw the paired/unpaired analysis (RGB statistics, and
+            features for embedding tasks) with
+            :func:`~tia_scanner_robust.metrics.analysis.plot_paired_unpaired`.
+        projection: Feature projection of that analysis (``"umap"`` or ``"pca"``).
+        dpi: Figure resolution.
+
+    Returns:
+        Dict with ``"json"``, ``"html"`` and one entry per figure.
+
+    Raises:
+        ValueError: If no folder is given and the result has none.
+
+    """
+    if out_dir is None:
+        if result.out_dir is None:
+            msg = "out_dir is required: the result does not record an output folder."
+            raise ValueError(msg)
+        out_dir = result.out_dir
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    figure_paths: dict[str, Path] = {}
+
+    primary = result.primary_result
+    figure_paths["pair_matrix"] = figures.plot_pair_matrix(
+        primary, out_dir / f"pair_matrix_{result.primary}.png", dpi=dpi
+    )
+    for name, pc in result.consistency.items():
+        if name != result.primary:
+            figure_paths[f"pair_matrix_{name}"] = figures.plot_pair_matrix(
+                pc, out_dir / f"pair_matrix_{name}.png", dpi=dpi
+            )
+    scalar = _primary_scalar_values(result)
+    if scalar is not None:
+        label, values = scalar
+        figure_paths["per_scanner"] = figures.plot_per_scanner(
+            values, out_dir / "per_scanner.png", ylabel=label, sample_ids=result.sample_ids, dpi=dpi
+        )
+    for i, example in enumerate(result.examples):
+        figure_paths[f"example_{i}"] = figures.plot_example_pair(
+            example, out_dir / f"example_worst_pair_{i}.png", class_dict=result.class_dict
+        )
+    analysis_summary: dict[str, Any] = {}
+    if analysis:
+        analysis_summary = _analysis(result, out_dir, figure_paths, projection=projection)
+
+    report = result.to_dict()
+    report["report_version"] = REPORT_VERSION
+    report["analysis"] = analysis_summary or None
+    report["figures"] = {k: p.name for k, p in figure_paths.items()}
+    json_path = out_dir / "report.json"
+    atomic_write_text(json_path, json.dumps(_jsonable(report), indent=2, allow_nan=False) + "\n")
+    html_text = render_html(result, figure_paths, title=title, analysis=analysis_summary)
+    html_path = atomic_write_text(out_dir / "report.html", html_text)
+    return {"json": json_path, "html": html_path, **figure_paths}
+
+
+def _analysis(
+    result: EvaluationResult,
+    out_dir: Path,
+    figure_paths: dict[str, Path],
+    *,
+    projection: str,
+) -> dict[str, Any]:
+    """Paired/unpaired figures and their numbers (skipped when there is too little data)."""
+    from tia_scanner_robust.metrics.analysis import (  # noqa: PLC0415
+        deviation_summary,
+        plot_paired_unpaired,
+    )
+
+    summary: dict[str, Any] = {}
+    stats = result.rgb_stats
+    if stats and len(stats) == len(result.scanners):
+        stats = {s: stats[s] for s in result.scanners}
+        summary["rgb"] = deviation_summary(stats)
+        (path,) = plot_paired_unpaired(out_dir, stats_by_scanner=stats)
+        figure_paths["rgb_analysis"] = path
+    if result.task == "embedding" and result.outputs:
+        feats = {s: result.outputs[s] for s in result.scanners}
+        if all(np.isfinite(v).all() for v in feats.values()) and len(result.sample_ids) >= 3:  # noqa: PLR2004
+            summary["features"] = {
+                k: v for k, v in deviation_summary(feats).items() if k != "columns"
+            }
+            (path,) = plot_paired_unpaired(
+                out_dir, features_by_scanner=feats, projection=projection, seed=result.config.get("seed", 0)
+            )
+            figure_paths["feature_analysis"] = path
+    return summary

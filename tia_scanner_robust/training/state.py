@@ -1,0 +1,185 @@
+"""Run-state helpers of the trainer: seeds, RNG capture/restore, resumable samplers.
+
+:func:`derive_seed` turns keys such as ``(seed, epoch, index)`` into a seed,
+and :func:`reseed_transform` gives an albumentations transform a fresh
+random state from it: augmentations become functions of those keys, which is
+what makes a resumed run repeat the uninterrupted one.
+
+:func:`capture_rng_state` stores every global RNG state (Python, NumPy,
+torch CPU and CUDA) as tensors and numbers, so a checkpoint holding it loads
+with ``torch.load(weights_only=True)``. :class:`SkipSampler` resumes an
+epoch mid-way without loading the skipped items; :class:`ShardSampler`
+splits a validation set over ranks without the padding of
+``DistributedSampler`` (each item counted once).
+
+Examples:
+    >>> list(SkipSampler(range(6), skip=4))
+    [4, 5]
+    >>> list(ShardSampler(5, rank=1, world=2))
+    [1, 3]
+
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+
+__all__ = [
+    "ShardSampler",
+    "SkipSampler",
+    "capture_rng_state",
+    "derive_seed",
+    "reseed_transform",
+    "restore_rng_state",
+]
+
+logger = logging.getLogger(__name__)
+
+
+def derive_seed(*keys: int) -> int:
+    """Derive a 32-bit seed from integer keys (e.g. ``(seed, epoch, index)``).
+
+    Uses :class:`numpy.random.SeedSequence`, so nearby keys give independent
+    streams.
+
+    Examples:
+        >>> derive_seed(0, 1, 2) == derive_seed(0, 1, 2)
+        True
+        >>> derive_seed(0, 1, 2) != derive_seed(0, 2, 1)
+        True
+
+    """
+    clean = [int(k) % (2**63) for k in keys]
+    return int(np.random.SeedSequence(clean).generate_state(1)[0])
+
+
+def reseed_transform(transform: object, seed: int) -> None:
+    """Give an albumentations transform (or Compose) one fresh random state.
+
+    All nested transforms *share* one NumPy generator and one Python
+    ``random.Random`` seeded with ``seed`` (``set_random_state``). Do not use
+    albumentations' ``set_random_seed``/``Compose(seed=...)`` for this: in
+    albumentations 2.0.8 it gives every child its own generator with the
+    *same* seed, so for example a horizontal and a vertical flip with equal
+    ``p`` always fire together.
+
+    Args:
+        transform: An albumentations transform or composition; objects
+            without ``set_random_state`` are left alone.
+        seed: The seed.
+
+    Examples:
+        >>> import albumentations as A, numpy as np
+        >>> t = A.ColorJitter(p=1.0)
+        >>> x = np.full((8, 8, 3), 120, np.uint8)
+        >>> reseed_transform(t, 3)
+        >>> a = t(image=x)["image"]
+        >>> reseed_transform(t, 3)
+        >>> b = t(image=x)["image"]
+        >>> bool((a == b).all())
+        True
+
+    """
+    setter = getattr(transform, "set_random_state", None)
+    if callable(setter):
+        setter(np.random.default_rng(seed), random.Random(seed))  # noqa: S311 - augmentation RNG
+
+
+# ----------------------------------------------------------------------------- RNG state
+def capture_rng_state() -> dict[str, Any]:
+    """Every global RNG state as tensors/numbers (loadable with ``weights_only=True``).
+
+    Examples:
+        >>> import random
+        >>> state = capture_rng_state()
+        >>> a = random.random()
+        >>> restore_rng_state(state)
+        >>> a == random.random()
+        True
+
+    """
+    version, py_state, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)  # noqa: NPY002
+    state: dict[str, Any] = {
+        "python": {
+            "version": int(version),
+            "state": torch.tensor(py_state, dtype=torch.int64),
+            "gauss": gauss,
+        },
+        "numpy": {
+            "kind": str(kind),
+            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+    return state
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    """Restore the states captured by :func:`capture_rng_state`."""
+    py = state["python"]
+    random.setstate((int(py["version"]), tuple(int(v) for v in py["state"].tolist()), py["gauss"]))
+    nps = state["numpy"]
+    np.random.set_state(  # noqa: NPY002
+        (
+            nps["kind"],
+            nps["keys"].numpy().astype(np.uint32),
+            int(nps["pos"]),
+            int(nps["has_gauss"]),
+            float(nps["cached_gaussian"]),
+        )
+    )
+    torch.set_rng_state(state["torch"].to(torch.uint8).cpu())
+    cuda_states = state.get("cuda") or []
+    if cuda_states and torch.cuda.is_available():
+        if len(cuda_states) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all([s.cpu() for s in cuda_states])
+        else:
+            logger.warning(
+                "Checkpoint holds %d CUDA RNG states but %d devices are visible; "
+                "CUDA RNG not restored.",
+                len(cuda_states),
+                torch.cuda.device_count(),
+            )
+
+
+# ----------------------------------------------------------------------------- samplers
+class SkipSampler(torch.utils.data.Sampler[int]):
+    """Yield a base sampler's indices after skipping the first ``skip`` of them."""
+
+    def __init__(self, base: Iterable[int], skip: int) -> None:
+        self.base = base
+        self.skip = int(skip)
+
+    def __iter__(self) -> Iterator[int]:
+        for i, index in enumerate(self.base):
+            if i >= self.skip:
+                yield index
+
+    def __len__(self) -> int:
+        return max(0, len(self.base) - self.skip)  # type: ignore[arg-type]
+
+
+class ShardSampler(torch.utils.data.Sampler[int]):
+    """Every ``world``-th index from ``rank``: no padding, so metrics count each item once."""
+
+    def __init__(self, n: int, rank: int, world: int) -> None:
+        self.indices = list(range(rank, n, world))
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
