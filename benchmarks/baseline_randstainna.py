@@ -31,7 +31,9 @@ def _to_space(rgb: np.ndarray, space: str) -> np.ndarray:
     """float64 RGB in [0, 1] -> colour values in the 8-bit convention."""
     if space == "LAB":
         lab = color.rgb2lab(rgb)
-        return np.stack([lab[..., 0] * 255.0 / 100.0, lab[..., 1] + 128.0, lab[..., 2] + 128.0], axis=-1)
+        return np.stack(
+            [lab[..., 0] * 255.0 / 100.0, lab[..., 1] + 128.0, lab[..., 2] + 128.0], axis=-1
+        )
     if space == "HSV":
         return color.rgb2hsv(rgb) * np.array([180.0, 255.0, 255.0])
     return color.rgb2hed(rgb)
@@ -41,7 +43,10 @@ def _from_space(values: np.ndarray, space: str) -> np.ndarray:
     """Colour values (clipped to the space's domain) -> float64 RGB in [0, 1]."""
     if space == "LAB":
         values = np.clip(values, 0.0, 255.0)
-        lab = np.stack([values[..., 0] * 100.0 / 255.0, values[..., 1] - 128.0, values[..., 2] - 128.0], axis=-1)
+        lab = np.stack(
+            [values[..., 0] * 100.0 / 255.0, values[..., 1] - 128.0, values[..., 2] - 128.0],
+            axis=-1,
+        )
         with warnings.catch_warnings():  # out-of-gamut colours are clipped, as intended
             warnings.simplefilter("ignore")
             rgb = color.lab2rgb(lab)
@@ -89,7 +94,9 @@ def randstainna_baseline(
     """One RandStainNA augmentation of ``image`` with ``template`` (float64 reference)."""
     target_mean, target_std = [], []
     for avg, std in zip(template.channel_mean, template.channel_std, strict=True):
-        target_mean.append(_draw(rng, distribution or avg.distribution, avg.mean, avg.std * (1 + std_hyper)))
+        target_mean.append(
+            _draw(rng, distribution or avg.distribution, avg.mean, avg.std * (1 + std_hyper))
+        )
         sigma = _draw(rng, distribution or std.distribution, std.mean, std.std * (1 + std_hyper))
         target_std.append(max(sigma, MIN_STD_FRACTION * std.mean))
     return baseline_transfer(image, template.color_space, target_mean, target_std)

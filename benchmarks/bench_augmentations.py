@@ -256,15 +256,6 @@ def main(argv: list[str] | None = None) -> None:
             "randstainna_baseline",
             baseline,
         )
-    pair(
-        "RandStainNA (default: LAB/HSV/HED)",
-        "call",
-        call_fn(RandStainNA(p=1.0), data),
-        "randstainna_baseline (LAB)",
-        lambda: randstainna_baseline(
-            image, RandStainNA(p=1.0).active_templates["LAB"], np.random.default_rng(0)
-        ),
-    )
 
     # scanner simulator: no baseline
     first_profile = next(iter(SCANNER_PROFILES))

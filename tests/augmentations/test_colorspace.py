@@ -54,8 +54,12 @@ def hue_distance(a, b):
 
 
 def test_uint8_lab_and_hsv_are_opencv_8bit(he_tile):
-    np.testing.assert_array_equal(rgb_to_colorspace(he_tile, "LAB"), cv2.cvtColor(he_tile, cv2.COLOR_RGB2LAB))
-    np.testing.assert_array_equal(rgb_to_colorspace(he_tile, "HSV"), cv2.cvtColor(he_tile, cv2.COLOR_RGB2HSV))
+    np.testing.assert_array_equal(
+        rgb_to_colorspace(he_tile, "LAB"), cv2.cvtColor(he_tile, cv2.COLOR_RGB2LAB)
+    )
+    np.testing.assert_array_equal(
+        rgb_to_colorspace(he_tile, "HSV"), cv2.cvtColor(he_tile, cv2.COLOR_RGB2HSV)
+    )
     assert rgb_to_colorspace(he_tile, "lab").dtype == np.float32
 
 
@@ -97,7 +101,9 @@ def test_uint8_and_float_inputs_agree(he_tile):
 
 def test_hed_back_matches_skimage_hed2rgb(he_tile):
     stains = color.rgb2hed(he_tile)
-    np.testing.assert_allclose(colorspace_to_rgb(stains, "HED", np.float32), color.hed2rgb(stains), atol=2e-6)
+    np.testing.assert_allclose(
+        colorspace_to_rgb(stains, "HED", np.float32), color.hed2rgb(stains), atol=2e-6
+    )
     expected = np.round(color.hed2rgb(stains) * 255)
     assert np.abs(colorspace_to_rgb(stains, "HED").astype(float) - expected).max() <= 1
 
@@ -118,11 +124,16 @@ def test_float_round_trip_is_identity(he_tile, space, atol):
 
 def test_hue_wraps_and_domain_is_clipped():
     rng = np.random.default_rng(0)
-    hsv = np.stack([rng.uniform(0, 180, (4, 4)), rng.uniform(50, 255, (4, 4)), rng.uniform(50, 255, (4, 4))], -1)
+    hsv = np.stack(
+        [rng.uniform(0, 180, (4, 4)), rng.uniform(50, 255, (4, 4)), rng.uniform(50, 255, (4, 4))],
+        -1,
+    )
     shifted = hsv.copy()
     shifted[..., 0] += 180.0
     np.testing.assert_allclose(
-        colorspace_to_rgb(shifted, "HSV", np.float32), colorspace_to_rgb(hsv, "HSV", np.float32), atol=1e-5
+        colorspace_to_rgb(shifted, "HSV", np.float32),
+        colorspace_to_rgb(hsv, "HSV", np.float32),
+        atol=1e-5,
     )
     over = hsv.copy()
     over[..., 1:] = 400.0
@@ -130,8 +141,13 @@ def test_hue_wraps_and_domain_is_clipped():
     full[..., 1:] = 255.0
     np.testing.assert_array_equal(colorspace_to_rgb(over, "HSV"), colorspace_to_rgb(full, "HSV"))
     lab = np.full((2, 2, 3), [300.0, 128.0, 128.0])
-    assert colorspace_to_rgb(lab, "LAB").tolist() == colorspace_to_rgb(np.full((2, 2, 3), [255.0, 128, 128]), "LAB").tolist()
-    assert (colorspace_to_rgb(np.full((2, 2, 3), -1.0), "HED") == 255).all()  # negative density -> white
+    assert (
+        colorspace_to_rgb(lab, "LAB").tolist()
+        == colorspace_to_rgb(np.full((2, 2, 3), [255.0, 128, 128]), "LAB").tolist()
+    )
+    assert (
+        colorspace_to_rgb(np.full((2, 2, 3), -1.0), "HED") == 255
+    ).all()  # negative density -> white
 
 
 # --- statistics -----------------------------------------------------------------------------
@@ -186,6 +202,19 @@ def test_transfer_matches_float64_baseline(he_tile, space, dtype):
     # uint8 LAB/HSV go through OpenCV's 8-bit conversions (rounded), the baseline does not.
     assert diff.max() <= (1.0 if space == "HED" or dtype == np.float32 else 4.0)
     assert diff.mean() < (0.2 if dtype == np.float32 else 0.6)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_transfer_hue_is_circular(he_tile, dtype):
+    """A target hue mean 180 higher (one full turn) gives the same image: hue wraps."""
+    image = he_tile[:64, :64] if dtype == np.uint8 else he_tile[:64, :64].astype(np.float32) / 255
+    mean, std = channel_stats(rgb_to_colorspace(image, "HSV"))
+    target = mean + np.array([40.0, 0.0, 0.0])  # pushes part of the hue range past 180
+    turned = target + np.array([180.0, 0.0, 0.0])
+    a = reinhard_transfer(image, "HSV", target, std).astype(np.float64)
+    b = reinhard_transfer(image, "HSV", turned, std).astype(np.float64)
+    np.testing.assert_allclose(a, b, atol=1.0 if dtype == np.uint8 else 1e-4)
+    assert np.abs(a - image).max() > (30 if dtype == np.uint8 else 0.1)
 
 
 def test_identity_target_returns_the_image(he_tile):

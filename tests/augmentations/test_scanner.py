@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
+from tia_scanner_robust._validation import read_rgb_image
 from tia_scanner_robust.augmentations.scanner import (
     MAX_SHIFT_PX,
     SCANNER_PROFILES,
@@ -318,6 +319,27 @@ def test_profiles_differ_by_realistic_amounts(scans: dict[str, np.ndarray]) -> N
     assert stds.min() < 0.75 * stds.max()  # some profiles compress contrast markedly
     # the reference profile keeps the input colours
     assert _mad(ref, simulate_scanner(ref, ScannerProfile("id"))) == 0
+
+
+SHARED_TILES = Path("/work/shared/data/he_tiles")
+
+
+@pytest.mark.skipif(not SHARED_TILES.is_dir(), reason="shared H&E tiles not available")
+def test_realistic_differences_on_other_tissue() -> None:
+    paths = sorted(SHARED_TILES.glob("*.png"))[:6]
+    if not paths:
+        pytest.skip("no shared H&E tiles")
+    for path in paths:
+        image = read_rgb_image(path)
+        factor = max(image.shape[:2]) / 384
+        if factor > 1:
+            size = (round(image.shape[1] / factor), round(image.shape[0] / factor))
+            image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        scans = simulate_paired_scans(image)
+        mads = [_mad(scan, scans["reference"]) for scan in list(scans.values())[1:]]
+        assert min(mads) >= MAD_RANGE[0], (path.name, mads)
+        assert max(mads) <= MAD_RANGE[1], (path.name, mads)
+        assert max(mads) > 25, (path.name, mads)
 
 
 def test_paired_scans_stay_aligned(scans: dict[str, np.ndarray], he_image: np.ndarray) -> None:

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from tests.data.test_registration import write_pyramidal_tiff
 from tia_scanner_robust._io import atomic_write_image
 from tia_scanner_robust._validation import read_rgb_image
 from tia_scanner_robust.augmentations.scanner import SCANNER_PROFILES, simulate_scanner
@@ -186,3 +187,27 @@ def test_cli_demo_and_simulate(tmp_path, he_tile):
     result = runner.invoke(build_paired, bad)
     assert result.exit_code != 0
     assert "tile_size 999 exceeds the image 'tile'" in result.output
+
+
+def test_build_from_wsi_tiles_in_tissue(tmp_path, he_image):
+    slide = np.full((1600, 1600, 3), 255, np.uint8)
+    slide[300:1300, 300:1300] = he_image
+    path = write_pyramidal_tiff(tmp_path / "case.tif", slide, mpp=0.5)
+    with pytest.raises(ValueError, match="needs tile_size and target_mpp"):
+        build_paired_from_images([path], tmp_path / "a", progress=False)
+    collection = build_paired_from_images(
+        [path],
+        tmp_path / "b",
+        profiles=PROFILES[:1],
+        tile_size=64,
+        n_tiles=3,
+        target_mpp=2.0,
+        thumb_mpp=8.0,
+        progress=False,
+    )
+    assert collection.specimens == ["case/sample_1", "case/sample_2", "case/sample_3"]
+    assert all(s.mpp == 2.0 for s in collection)
+    for sample in collection:
+        tile = read_rgb_image(sample.path)
+        assert tile.shape == (64, 64, 3)
+        assert tissue_fraction(tile) > 0.4  # sampled in tissue, not on the white border

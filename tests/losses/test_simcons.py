@@ -156,7 +156,7 @@ def test_supervised_dice_and_ce() -> None:
     perfect = F.one_hot(target, 2).permute(0, 3, 1, 2).float() * 40.0
     assert dice_loss(perfect, target).item() < 1e-6
     logits = torch.zeros(1, 2, 2, 2)
-    # uniform softmax: class 0 soft Dice = (2*0.5 + 1)/(2 + 1 + 1), class 1 = (2*1.5 + 1)/(2 + 3 + 1)
+    # uniform softmax, eps 1: class 0 Dice (2*0.5+1)/(2+1+1), class 1 (2*1.5+1)/(2+3+1)
     expected = 1 - ((2 * 0.5 + 1) / (2 + 1 + 1) + (2 * 1.5 + 1) / (2 + 3 + 1)) / 2
     assert dice_loss(logits, target).item() == pytest.approx(expected, abs=1e-6)
     total = segmentation_loss(logits, target)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from importlib.metadata import EntryPoint
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import albumentations as A  # noqa: N812
 import numpy as np
@@ -25,6 +25,19 @@ from tia_scanner_robust.training.hooks import (
 )
 from tia_scanner_robust.training.simcons import SimConsHook, metadata_keys
 from tia_scanner_robust.training.trainer import Trainer
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread() -> Iterator[None]:
+    """Tiny models: one intra-op thread avoids oversubscription on a shared 2-core machine."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
 class ThirdPartyHook(Hook):
@@ -113,7 +126,12 @@ def make_trainer(tmp_path: Path, hook: Hook, batch_size: int = 3) -> Trainer:
     return Trainer(
         Net(),
         data,
-        config={"batch_size": batch_size, "progress": False, "output_dir": str(tmp_path)},
+        config={
+            "batch_size": batch_size,
+            "progress": False,
+            "output_dir": str(tmp_path),
+            "device": "cpu",
+        },
         hooks=[hook],
     )
 
@@ -258,16 +276,26 @@ def test_simcons_classification_mode(tmp_path: Path) -> None:
         Clf(),
         data,
         data,
-        config={"batch_size": 2, "task": "classification", "monitor": "val_accuracy",
-                "progress": False, "output_dir": str(tmp_path), "epochs": 1},
+        config={
+            "batch_size": 2,
+            "task": "classification",
+            "monitor": "val_accuracy",
+            "progress": False,
+            "output_dir": str(tmp_path),
+            "epochs": 1,
+            "device": "cpu",
+        },
         hooks=[hook],
     )
-    batch = {"image": torch.from_numpy(np.stack([d["image"] for d in data[:2]])),
-             "label": torch.tensor([0, 1])}
-    total, losses = trainer.compute_losses(batch)
+    batch = {
+        "image": torch.from_numpy(np.stack([d["image"] for d in data[:2]])),
+        "label": torch.tensor([0, 1]),
+    }
+    _total, losses = trainer.compute_losses(batch)
     assert hook.loss.mode == "classification"
-    out = trainer.model(trainer.prepare_inputs({"image": torch.cat([batch["image"],
-                                                                    255 - batch["image"]])}))
+    out = trainer.model(
+        trainer.prepare_inputs({"image": torch.cat([batch["image"], 255 - batch["image"]])})
+    )
     expected = SimConsLoss(mode="classification")(out[:2], out[2:])
     torch.testing.assert_close(losses["consistency"], expected)
     result = trainer.fit()

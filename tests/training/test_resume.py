@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import random
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import albumentations as A  # noqa: N812
 import numpy as np
@@ -18,6 +18,19 @@ from tia_scanner_robust.training.hooks import Hook
 from tia_scanner_robust.training.simcons import SimConsHook
 from tia_scanner_robust.training.state import capture_rng_state, restore_rng_state
 from tia_scanner_robust.training.trainer import Trainer
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread() -> Iterator[None]:
+    """Tiny models: one intra-op thread avoids oversubscription on a shared 2-core machine."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
 class Net(nn.Module):
@@ -93,6 +106,7 @@ def make(data_root: Path, out: Path, hooks: list[Hook], model_seed: int = 0) -> 
         "progress": False,
         "output_dir": str(out),
         "seed": 7,
+        "device": "cpu",  # the bit-exact guarantee is for the CPU
     }
     hook = SimConsHook(A.ColorJitter(p=1.0), lam=0.3)
     return Trainer(Net(), train, val, config=config, hooks=[hook, Counter(), *hooks])
@@ -171,7 +185,9 @@ def test_resume_rejects_other_files(tmp_path: Path) -> None:
     torch.save({"model": {}}, tmp_path / "weights.pt")
     data = [{"image": np.zeros((4, 4, 3), np.uint8), "mask": np.zeros((4, 4), np.int64)}] * 2
     trainer = Trainer(
-        Net(), data, config={"batch_size": 2, "progress": False, "output_dir": str(tmp_path)}
+        Net(),
+        data,
+        config={"batch_size": 2, "progress": False, "output_dir": str(tmp_path), "device": "cpu"},
     )
     with pytest.raises(ValueError, match="not a resumable"):
         trainer.load_checkpoint(tmp_path / "weights.pt")

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CHANNEL_NAMES",
     "COLOR_SPACES",
+    "MIN_IMAGE_STD",
     "channel_stats",
     "colorspace_to_rgb",
     "reinhard_transfer",
@@ -104,7 +105,9 @@ MIN_IMAGE_STD: dict[str, float] = {"LAB": 1e-2, "HSV": 1e-2, "HED": 1e-4}
 
 def _check_space(space: str) -> str:
     if not isinstance(space, str):
-        msg = f"space must be a string, one of {', '.join(COLOR_SPACES)}; got {type(space).__name__}."
+        msg = (
+            f"space must be a string, one of {', '.join(COLOR_SPACES)}; got {type(space).__name__}."
+        )
         raise TypeError(msg)
     return check_in_choices(space.upper(), COLOR_SPACES, "colour space")
 
@@ -191,7 +194,9 @@ def _check_values(values: ArrayLike, name: str = "values") -> np.ndarray:
     if values.size == 0:
         msg = f"{name} is empty (shape {values.shape})."
         raise ValueError(msg)
-    if not np.issubdtype(values.dtype, np.number) or np.issubdtype(values.dtype, np.complexfloating):
+    if not np.issubdtype(values.dtype, np.number) or np.issubdtype(
+        values.dtype, np.complexfloating
+    ):
         msg = f"{name} must be a real numeric array; got dtype {values.dtype}."
         raise TypeError(msg)
     values = np.ascontiguousarray(values, dtype=np.float32)
@@ -340,8 +345,11 @@ def _transfer_uint8_lut(
     target_mean: np.ndarray,
     target_std: np.ndarray,
 ) -> np.ndarray:
-    """LAB/HSV on uint8 images: one 256-entry float LUT per channel does the
-    affine map, the clipping/wrapping and the rescale to OpenCV's float units."""
+    """Reinhard transfer of a uint8 image in LAB or HSV through look-up tables.
+
+    One 256-entry float LUT per channel does the affine map, the clipping or
+    hue wrapping and the rescale to OpenCV's float units in a single pass.
+    """
     values = cv2.cvtColor(image, _FORWARD_8U[space])
     mean, std = cv2.meanStdDev(values)
     gain, offset = _gain_offset(space, mean.reshape(3), std.reshape(3), target_mean, target_std)

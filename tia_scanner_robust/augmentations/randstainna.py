@@ -48,6 +48,7 @@ import numpy as np
 import yaml
 from albumentations.core.transforms_interface import BaseTransformInitSchema, ImageOnlyTransform
 from pydantic import Field, field_validator
+from tqdm.auto import tqdm
 
 from tia_scanner_robust._io import atomic_write_text
 from tia_scanner_robust._validation import check_in_choices, check_rgb_image, read_rgb_image
@@ -62,6 +63,7 @@ from tia_scanner_robust.augmentations.colorspace import (
 __all__ = [
     "DEFAULT_COLOR_SPACES",
     "IMAGE_EXTENSIONS",
+    "MIN_STD_FRACTION",
     "RandStainNA",
     "RandStainNATemplate",
     "SeriesDistribution",
@@ -180,7 +182,9 @@ class RandStainNATemplate:
             msg = "channel_std: the mean of a channel-std series must be non-negative."
             raise ValueError(msg)
         if self.n_images is not None and (
-            isinstance(self.n_images, bool) or not isinstance(self.n_images, int) or self.n_images < 1
+            isinstance(self.n_images, bool)
+            or not isinstance(self.n_images, int)
+            or self.n_images < 1
         ):
             msg = f"n_images must be a positive integer or None, got {self.n_images!r}."
             raise ValueError(msg)
@@ -207,7 +211,9 @@ class RandStainNATemplate:
         return data
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], *, source: str | None = None) -> RandStainNATemplate:
+    def from_dict(
+        cls, data: Mapping[str, Any], *, source: str | None = None
+    ) -> RandStainNATemplate:
         """Build a template from :meth:`to_dict` data (or a reference RandStainNA YAML).
 
         Args:
@@ -225,21 +231,30 @@ class RandStainNATemplate:
         where = f"RandStainNA template {source}" if source else "RandStainNA template"
         if not isinstance(data, Mapping):
             msg = f"{where}: expected a mapping at the top level, got {type(data).__name__}."
-            raise ValueError(msg)  # noqa: TRY004 - a malformed file is a value error for the caller
+            raise ValueError(msg)
         space = data.get("color_space")
         if space is None:
             msg = f"{where}: missing field 'color_space' (one of {', '.join(COLOR_SPACES)})."
             raise ValueError(msg)
         if not isinstance(space, str) or space.upper() not in COLOR_SPACES:
-            msg = f"{where}: field 'color_space' must be one of {', '.join(COLOR_SPACES)}, got {space!r}."
+            choices = ", ".join(COLOR_SPACES)
+            msg = f"{where}: field 'color_space' must be one of {choices}, got {space!r}."
             raise ValueError(msg)
         space = space.upper()
         channels = CHANNEL_NAMES[space]
-        allowed = {"format", "color_space", "n_images", "metadata", *channels, *_REFERENCE_EXTRA_KEYS}
+        allowed = {
+            "format",
+            "color_space",
+            "n_images",
+            "metadata",
+            *channels,
+            *_REFERENCE_EXTRA_KEYS,
+        }
         unknown = sorted(str(k) for k in data if k not in allowed)
         if unknown:
             msg = (
-                f"{where}: unknown field(s) {', '.join(map(repr, unknown))} for colour space {space}; "
+                f"{where}: unknown field(s) {', '.join(map(repr, unknown))} "
+                f"for colour space {space}; "
                 f"expected {', '.join(sorted(allowed))}."
             )
             raise ValueError(msg)
@@ -261,7 +276,7 @@ class RandStainNATemplate:
         metadata = data.get("metadata") or {}
         if not isinstance(metadata, Mapping):
             msg = f"{where}: field 'metadata' must be a mapping, got {type(metadata).__name__}."
-            raise ValueError(msg)  # noqa: TRY004
+            raise ValueError(msg)
         try:
             return cls(space, tuple(series["avg"]), tuple(series["std"]), n_images, dict(metadata))
         except (TypeError, ValueError) as error:
@@ -320,7 +335,11 @@ def _parse_series(block: Any, name: str, where: str) -> SeriesDistribution:
     values = {}
     for key in ("mean", "std"):
         value = block[key]
-        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, numbers.Real)
+            or not math.isfinite(value)
+        ):
             msg = f"{where}: field '{name}.{key}' must be a finite number, got {value!r}."
             raise ValueError(msg)
         values[key] = float(value)
@@ -395,10 +414,11 @@ def save_randstainna_template(template: RandStainNATemplate, path: str | Path) -
     if not isinstance(template, RandStainNATemplate):
         msg = f"template must be a RandStainNATemplate, got {type(template).__name__}."
         raise TypeError(msg)
+    channels = ", ".join(template.channels)
     header = [
         "# RandStainNA template (tia_scanner_robust.augmentations.randstainna).",
-        f"# Colour space {template.color_space}, channels {', '.join(template.channels)}, "
-        "8-bit convention (LAB/HSV as OpenCV's 8-bit images, HED as skimage.color.rgb2hed).",
+        f"# Colour space {template.color_space}, channels {channels}; 8-bit convention",
+        "# (LAB/HSV as OpenCV's 8-bit images, HED as skimage.color.rgb2hed).",
         "# Per channel: 'avg' = distribution of the image-level channel mean across the",
         "# template images, 'std' = of the image-level channel std (mean, std, family).",
     ]
@@ -492,14 +512,14 @@ def expand_image_paths(
 
 
 def _choose_family(values: np.ndarray) -> str:
-    """``"normal"`` or ``"laplace"``, whichever maximum-likelihood fit has the larger log-likelihood.
+    """``"normal"`` or ``"laplace"``: the maximum-likelihood fit with the larger log-likelihood.
 
     Degenerate fits (zero spread) fall back to ``"normal"``.
     """
     n = values.size
     sigma = float(values.std())
     scale = float(np.abs(values - np.median(values)).mean())  # Laplace MLE scale b
-    if n < 2 or sigma <= 0 or scale <= 0:  # noqa: PLR2004
+    if n < 2 or sigma <= 0 or scale <= 0:
         return "normal"
     loglik_normal = -0.5 * n * (math.log(2.0 * math.pi * sigma**2) + 1.0)
     loglik_laplace = -n * (math.log(2.0 * scale) + 1.0)
@@ -551,13 +571,11 @@ def fit_randstainna_template(
         ('HED', 8)
 
     """
-    from tqdm.auto import tqdm
-
     space = check_in_choices(str(color_space).upper(), COLOR_SPACES, "color_space")
     check_in_choices(distribution, ("auto", *FITTED_FAMILIES), "distribution")
     if isinstance(images, (str, Path)):
         images = expand_image_paths(images)
-    if isinstance(images, np.ndarray) and images.ndim != 4:  # noqa: PLR2004
+    if isinstance(images, np.ndarray) and images.ndim != 4:
         msg = (
             "images must be an iterable of images (a list, or an (N, H, W, 3) array); "
             f"got one array of shape {images.shape}."
@@ -592,7 +610,9 @@ def fit_randstainna_template(
 
     meta = {"fitted_with": "tia_scanner_robust.augmentations.fit_randstainna_template"}
     meta["family_rule"] = (
-        "maximum log-likelihood of normal vs laplace fits" if distribution == "auto" else f"forced {distribution}"
+        "maximum log-likelihood of normal vs laplace fits"
+        if distribution == "auto"
+        else f"forced {distribution}"
     )
     meta.update(metadata or {})
     return RandStainNATemplate(
@@ -606,12 +626,14 @@ def fit_randstainna_template(
 
 def _bundled_tiles(tile_size: int = 125) -> list[np.ndarray]:
     """Non-overlapping tiles of TIAToolbox's bundled 1000 x 1000 H&E image (row-major)."""
-    from tiatoolbox.data import stain_norm_target
+    from tiatoolbox.data import stain_norm_target  # noqa: PLC0415 - heavy, maintainers only
 
     image = np.ascontiguousarray(stain_norm_target())
     rows, cols = image.shape[0] // tile_size, image.shape[1] // tile_size
     return [
-        np.ascontiguousarray(image[i * tile_size : (i + 1) * tile_size, j * tile_size : (j + 1) * tile_size])
+        np.ascontiguousarray(
+            image[i * tile_size : (i + 1) * tile_size, j * tile_size : (j + 1) * tile_size]
+        )
         for i in range(rows)
         for j in range(cols)
     ]
@@ -817,13 +839,13 @@ class RandStainNA(ImageOnlyTransform):
                 return None
             items = [value] if isinstance(value, str) else value
             if not isinstance(items, (list, tuple)) or not items:
-                msg = f"color_spaces must be a colour space or a non-empty list of them; got {value!r}."
+                msg = f"color_spaces must be a colour space or a non-empty list; got {value!r}."
                 raise ValueError(msg)
             spaces: list[str] = []
             for item in items:
                 if not isinstance(item, str):
                     msg = f"color_spaces entries must be strings; got {item!r}."
-                    raise ValueError(msg)  # noqa: TRY004 - pydantic needs ValueError
+                    raise ValueError(msg)
                 space = check_in_choices(item.upper(), COLOR_SPACES, "colour space in color_spaces")
                 if space in spaces:
                     msg = f"color_spaces lists {space} twice."
@@ -833,7 +855,12 @@ class RandStainNA(ImageOnlyTransform):
 
     def __init__(
         self,
-        templates: str | Path | Mapping[str, Any] | RandStainNATemplate | Sequence[Any] | None = None,
+        templates: str
+        | Path
+        | Mapping[str, Any]
+        | RandStainNATemplate
+        | Sequence[Any]
+        | None = None,
         color_spaces: Sequence[str] | str | None = None,
         std_hyper: float = -0.3,
         distribution: Literal["normal", "laplace", "uniform"] | None = None,
@@ -855,7 +882,10 @@ class RandStainNA(ImageOnlyTransform):
         for index, item in enumerate(self.templates):
             template = _load_template_item(item, index)
             if template.color_space in loaded:
-                msg = f"templates: two templates for colour space {template.color_space} (templates[{index}])."
+                msg = (
+                    f"templates: two templates for colour space {template.color_space} "
+                    f"(templates[{index}])."
+                )
                 raise ValueError(msg)
             loaded[template.color_space] = template
         if self.color_spaces is None:
@@ -881,7 +911,9 @@ class RandStainNA(ImageOnlyTransform):
             ``{"color_space": str, "target_mean": (3,) array, "target_std": (3,) array}``.
 
         """
-        index = int(self.random_generator.integers(len(self._spaces))) if len(self._spaces) > 1 else 0
+        index = (
+            int(self.random_generator.integers(len(self._spaces))) if len(self._spaces) > 1 else 0
+        )
         space = self._spaces[index]
         target_mean, target_std = sample_virtual_template(
             self._templates[space],

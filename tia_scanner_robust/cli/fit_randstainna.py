@@ -56,7 +56,7 @@ __all__ = ["fit_randstainna"]
 @click.option("--recursive", is_flag=True, help="Also collect images from subfolders.")
 @click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def fit_randstainna(
+def fit_randstainna(  # noqa: PLR0917 - click passes options positionally
     inputs: tuple[Path, ...],
     output: Path,
     color_space: str,
@@ -72,8 +72,9 @@ def fit_randstainna(
     laplace) of each of these six statistics across the images. Use it with
     ``RandStainNA(templates="template.yaml")``.
     """
-    from tia_scanner_robust import __version__
-    from tia_scanner_robust.augmentations.randstainna import (
+    # Lazy imports keep ``tia-scanner-robust --help`` fast.
+    from tia_scanner_robust import __version__  # noqa: PLC0415
+    from tia_scanner_robust.augmentations.randstainna import (  # noqa: PLC0415
         expand_image_paths,
         fit_randstainna_template,
         save_randstainna_template,
@@ -97,4 +98,6 @@ def fit_randstainna(
     except (ValueError, FileNotFoundError) as error:
         raise click.ClickException(str(error)) from error
     save_randstainna_template(template, output)
-    click.echo(f"Wrote {template.color_space} template fitted on {template.n_images} images to {output}")
+    click.echo(
+        f"Wrote {template.color_space} template fitted on {template.n_images} images to {output}"
+    )

@@ -44,7 +44,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-import zarr
 from torch.utils.data import Dataset, Sampler
 
 from tia_scanner_robust.models.mil import pad_bags
@@ -87,8 +86,14 @@ _RESERVED_ATTRS = frozenset(
         "complete",
     }
 )
-_ZARR3 = int(zarr.__version__.split(".")[0]) >= 3
 _MODES = ("r", "r+", "a", "w", "w-")
+
+
+def _zarr() -> tuple[Any, bool]:
+    """The zarr module (imported on first use) and whether it is zarr 3."""
+    import zarr
+
+    return zarr, int(zarr.__version__.split(".")[0]) >= 3
 
 
 def sanitize_key(value: object) -> str:
@@ -235,8 +240,9 @@ class FeatureStore:
 
     # -- opening and pickling (DataLoader workers reopen the store) ---------
     def _open(self, mode: str) -> Any:
+        zarr, is_zarr3 = _zarr()
         kwargs: dict[str, Any] = {}
-        if _ZARR3 and self.zarr_format is not None and mode in ("w", "w-", "a"):
+        if is_zarr3 and self.zarr_format is not None and mode in ("w", "w-", "a"):
             kwargs["zarr_format"] = self.zarr_format
         try:
             root = zarr.open_group(str(self.path), mode=mode, **kwargs)
@@ -587,7 +593,7 @@ class FeatureStore:
 
     @staticmethod
     def _write_array(group: Any, name: str, data: np.ndarray, chunks: tuple[int, int]) -> None:
-        if _ZARR3:
+        if _zarr()[1]:
             group.create_array(name, data=data, chunks=chunks, overwrite=True)
         else:  # pragma: no cover - zarr 2
             group.create_dataset(name, data=data, chunks=chunks, overwrite=True)

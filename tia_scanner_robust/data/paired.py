@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 import re
 import warnings
 from dataclasses import dataclass
@@ -651,30 +652,34 @@ def _apply_incomplete_policy(
 
 
 # ---------------------------------------------------------------------- pixels
-_READER_CACHE: dict[tuple[str, int, int], Any] = {}
+_READER_CACHE: dict[tuple[int, str, int, int, float | None], Any] = {}
 _READER_CACHE_SIZE = 8
 
 
-def _open_wsi(path: Path) -> Any:
-    """Open (and cache a few of) TIAToolbox readers, keyed by path and mtime."""
+def _open_wsi(path: Path, mpp: float | None = None) -> Any:
+    """Open (and cache a few of) TIAToolbox readers, keyed by path and mtime.
+
+    ``mpp`` overrides the baseline resolution in the file's metadata.
+    """
     from tiatoolbox.wsicore.wsireader import (  # noqa: PLC0415 - tiatoolbox is slow to import
         OpenSlideWSIReader,
         WSIReader,
     )
 
     stat = path.stat()
-    key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+    # The process id keeps DataLoader workers (forked) from sharing file handles.
+    key = (os.getpid(), str(path.resolve()), stat.st_mtime_ns, stat.st_size, mpp)
     if key in _READER_CACHE:
         return _READER_CACHE[key]
     try:
         try:
-            reader = WSIReader.open(path)
+            reader = WSIReader.open(path, mpp=None if mpp is None else (mpp, mpp))
         except Exception as error:
             # WSIReader.open refuses suffixes it does not list (.scn, .bif, .vms...)
             # that OpenSlide reads.
             if "not a supported file format" not in str(error):
                 raise
-            reader = OpenSlideWSIReader(path)
+            reader = OpenSlideWSIReader(path, mpp=None if mpp is None else (mpp, mpp))
     except Exception as error:
         msg = f"Could not open whole-slide image {path}: {error}"
         raise ValueError(msg) from error

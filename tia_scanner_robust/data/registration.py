@@ -82,6 +82,7 @@ from tia_scanner_robust.data.paired import (
     INCOMPLETE_POLICIES,
     PairedCollection,
     PairedSample,
+    _open_wsi,
     natural_key,
 )
 from tia_scanner_robust.data.scorpion import write_scanner_order
@@ -677,13 +678,7 @@ class _SlideResult:
 
 
 def _open_reader(scan: WSIScan) -> Any:
-    from tiatoolbox.wsicore.wsireader import WSIReader  # noqa: PLC0415 - slow import
-
-    try:
-        reader = WSIReader.open(scan.path, mpp=None if scan.mpp is None else (scan.mpp, scan.mpp))
-    except Exception as error:
-        msg = f"Could not open whole-slide image {scan.path}: {error}"
-        raise ValueError(msg) from error
+    reader = _open_wsi(scan.path, scan.mpp)
     mpp = reader.info.mpp
     if mpp is None or not np.all(np.isfinite(np.asarray(mpp, dtype=float))):
         msg = (

@@ -29,7 +29,18 @@ _EXPORTS: dict[str, str] = {
     "ARCHITECTURES": "loading",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "ARCHITECTURES",
+    "PRIMARY_SCORE",
+    "TASKS",
+    "EvaluationResult",
+    "ExamplePair",
+    "ScannerConsistencyEvaluator",
+    "load_checkpoint",
+    "register_architecture",
+    "resolve_model",
+    "sample_id",
+]
 
 
 def __getattr__(name: str) -> Any:

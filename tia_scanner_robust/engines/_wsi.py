@@ -26,10 +26,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 __all__ = [
     "CanvasDice",
@@ -167,10 +169,10 @@ def region_mask(
     down = max(1.0, max(base_w, base_h) / max_side)
     mask = np.zeros((max(1, math.ceil(base_h / down)), max(1, math.ceil(base_w / down))), np.uint8)
     for x0, y0, x1, y1 in boxes_baseline:
-        c0 = max(0, int(math.floor(x0 / down)) - 1)
-        r0 = max(0, int(math.floor(y0 / down)) - 1)
-        c1 = min(mask.shape[1], int(math.ceil(x1 / down)) + 1)
-        r1 = min(mask.shape[0], int(math.ceil(y1 / down)) + 1)
+        c0 = max(0, math.floor(x0 / down) - 1)
+        r0 = max(0, math.floor(y0 / down) - 1)
+        c1 = min(mask.shape[1], math.ceil(x1 / down) + 1)
+        r1 = min(mask.shape[0], math.ceil(y1 / down) + 1)
         mask[r0:r1, c0:c1] = 1
     return mask
 

@@ -220,8 +220,15 @@ class EvaluationResult:
         Examples:
             >>> from tia_scanner_robust.metrics.functional import pairwise_consistency
             >>> pc = pairwise_consistency({"A": [0, 1], "B": [0, 0]}, "agreement")
-            >>> r = EvaluationResult("classification", "patch", "m", ["A", "B"], ["x", "y"],
-            ...                      {"agreement": pc}, "agreement")
+            >>> r = EvaluationResult(
+            ...     "classification",
+            ...     "patch",
+            ...     "m",
+            ...     ["A", "B"],
+            ...     ["x", "y"],
+            ...     {"agreement": pc},
+            ...     "agreement",
+            ... )
             >>> print(r.summary())
             task classification (patch mode), model m, 2 scanners x 2 specimens
             agreement: average 0.5000, minimum 0.5000, worst pair A vs B
@@ -230,10 +237,14 @@ class EvaluationResult:
         pc = self.primary_result
         worst = " vs ".join(pc.worst_pair) if pc.worst_pair else "n/a"
         lines = [
-            f"task {self.task} ({self.mode} mode), model {self.model}, "
-            f"{len(self.scanners)} scanners x {len(self.sample_ids)} specimens",
-            f"{self.primary}: average {pc.average:.4f}, minimum {pc.minimum:.4f}, "
-            f"worst pair {worst}",
+            (
+                f"task {self.task} ({self.mode} mode), model {self.model}, "
+                f"{len(self.scanners)} scanners x {len(self.sample_ids)} specimens"
+            ),
+            (
+                f"{self.primary}: average {pc.average:.4f}, minimum {pc.minimum:.4f}, "
+                f"worst pair {worst}"
+            ),
         ]
         if self.cov is not None and not math.isnan(self.cov.cov):
             lines.append(
@@ -459,6 +470,19 @@ class _ZarrWriter:
         return self.final
 
 
+@dataclass
+class _Accumulator:
+    """Per-scanner values gathered while the engines run."""
+
+    per_sample: dict[str, dict[str, list[float]]] = field(
+        default_factory=lambda: defaultdict(lambda: defaultdict(list))
+    )
+    scalars: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    labels: dict[str, list[Any]] = field(default_factory=lambda: defaultdict(list))
+    rgb: dict[str, list[np.ndarray]] = field(default_factory=lambda: defaultdict(list))
+    outputs: dict[str, list[np.ndarray]] = field(default_factory=lambda: defaultdict(list))
+
+
 # --------------------------------------------------------------------------- #
 # The evaluator
 # --------------------------------------------------------------------------- #
@@ -517,10 +541,10 @@ class ScannerConsistencyEvaluator:
     Examples:
         >>> ScannerConsistencyEvaluator("builtin").task
         'segmentation'
-        >>> ScannerConsistencyEvaluator("builtin", task="regression")
+        >>> ScannerConsistencyEvaluator("builtin", task="regression")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        ValueError: Unknown task 'regression'; valid values: segmentation, classification, embedding.
+        ValueError: Unknown task 'regression'; valid values: segmentation, ...
 
     """
 
@@ -572,7 +596,9 @@ class ScannerConsistencyEvaluator:
         self.num_classes = num_classes
         self.ignore_background = bool(ignore_background)
         self.cov_class = cov_class
-        self.target_map = None if target_map is None else {int(k): int(v) for k, v in target_map.items()}
+        self.target_map = (
+            None if target_map is None else {int(k): int(v) for k, v in target_map.items()}
+        )
         self.positive_class = int(positive_class)
         self.ks = tuple(int(k) for k in ks)
         self.n_examples = int(n_examples)
@@ -734,9 +760,7 @@ class ScannerConsistencyEvaluator:
         return results
 
     # ------------------------------------------------------------- evaluate
-    def evaluate(
-        self, collection: PairedCollection, out_dir: str | Path
-    ) -> EvaluationResult:
+    def evaluate(self, collection: PairedCollection, out_dir: str | Path) -> EvaluationResult:
         """Run the model on every scanner and compute the consistency metrics.
 
         Args:
@@ -811,7 +835,9 @@ class ScannerConsistencyEvaluator:
             for k, v in mapping.items():
                 lut[k] = v
             pred = lut[pred]
-        return float(dice_score(pred[None], mask[None], ignore_background=self.ignore_background)[0])
+        return float(
+            dice_score(pred[None], mask[None], ignore_background=self.ignore_background)[0]
+        )
 
     def _scalar(self, output: dict[str, Any]) -> float:
         """The per-specimen scalar whose CoV across scanners is reported."""
@@ -893,109 +919,129 @@ class ScannerConsistencyEvaluator:
 
     # ------------------------------------------------------------ patch mode
     def _evaluate_patches(self, collection: PairedCollection, out_dir: Path) -> EvaluationResult:
-        from tia_scanner_robust.data.paired import (  # noqa: PLC0415
-            load_sample_image,
-            load_sample_mask,
-        )
-
         scanners = collection.scanners
         groups = collection.groups
         ids = [sample_id(s, m) for s, m in groups]
         metrics = self._metrics(scanners)
+        acc = _Accumulator()
+        writers = self._open_writers(out_dir, scanners, ids)
         chunk = self.chunk_size or len(groups)
         chunks = [(i, min(i + chunk, len(groups))) for i in range(0, len(groups), chunk)]
-        per_sample: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-        scalars: dict[str, list[float]] = defaultdict(list)
-        labels: dict[str, list[Any]] = defaultdict(list)
-        rgb: dict[str, list[np.ndarray]] = defaultdict(list)
-        small_outputs: dict[str, list[np.ndarray]] = defaultdict(list)
-        writers = self._open_writers(out_dir, scanners, ids)
-        resized = 0
         progress = tqdm(
             total=len(chunks) * len(scanners), desc="Evaluating", disable=not self.verbose
         )
         try:
             for c0, c1 in chunks:
-                ref_shapes: list[tuple[int, int]] = []
+                ref_shapes: list[tuple[int, ...]] = []
                 for scanner in scanners:
                     progress.set_description(f"{scanner} [{c0}:{c1}]")
                     samples = [collection.get(s, scanner, m) for s, m in groups[c0:c1]]
-                    t0 = time.perf_counter()
-                    images = [load_sample_image(s) for s in samples]
-                    self._timings["read_seconds"] += time.perf_counter() - t0
-                    rgb[scanner].extend(_rgb_stats(im) for im in images)
-                    t0 = time.perf_counter()
-                    outs = self._infer_images(images)
-                    self._timings[f"infer/{scanner}"] += time.perf_counter() - t0
-                    for sample, image, out in zip(samples, images, outs, strict=True):
-                        scalars[scanner].append(self._scalar(out))
-                        labels[scanner].append(sample.label)
-                        if self.task == "segmentation" and sample.mask_path is not None:
-                            mask = load_sample_mask(sample, image.shape)
-                            mask = self._mask_to_output(mask, out)
-                            per_sample["gt_dice"][scanner].append(
-                                self._gt_dice(out["predictions"].astype(np.int64), mask)
-                            )
-                    chunk_ids = ids[c0:c1]
-                    if self.task == "segmentation":
-                        preds = [o["predictions"].astype(np.int64) for o in outs]
-                        if not ref_shapes:
-                            ref_shapes = [p.shape for p in preds]
-                        fixed = []
-                        for p, ref in zip(preds, ref_shapes, strict=True):
-                            if p.shape != ref:
-                                resized += 1
-                                p = _resize(p, ref, nearest=True)  # noqa: PLW2901
-                            fixed.append(p)
-                        self._update_by_shape(metrics, chunk_ids, scanner, fixed)
-                        if writers:
-                            writers[scanner].add("samples", [_min_uint(p) for p in preds])
-                        for cls_idx, frac in self._class_fractions(preds).items():
-                            per_sample[f"fraction_{cls_idx}"][scanner].extend(frac)
-                    else:
-                        key = "probabilities" if self.task == "classification" else "features"
-                        rows = [o[key] for o in outs]
-                        metrics.update(chunk_ids, scanner, np.stack(rows))
-                        small_outputs[scanner].extend(rows)
-                        if writers:
-                            writers[scanner].add(key, rows)
+                    ref_shapes = self._patch_chunk(
+                        samples, ids[c0:c1], scanner, metrics, acc, writers.get(scanner), ref_shapes
+                    )
                     progress.update(1)
         finally:
             progress.close()
         t0 = time.perf_counter()
         consistency = metrics.compute()
         self._timings["metrics_seconds"] += time.perf_counter() - t0
-        prediction_paths = {s: str(w.close()) for s, w in writers.items()}
-        for scanner in scanners:
-            per_sample[self._scalar_key()][scanner] = list(scalars[scanner])
-        cov, mag_cov = self._finish_cov(scalars, groups, scanners)
-        per_scanner = self._per_scanner_summary(
-            scanners, per_sample, labels, small_outputs if self.task != "segmentation" else None
-        )
-        result = EvaluationResult(
-            task=self.task,
-            mode="patch",
-            model=self.model_name,
-            scanners=scanners,
-            sample_ids=ids,
-            consistency=consistency,
-            primary=PRIMARY_SCORE[self.task],
-            cov=cov,
-            magnification_cov=mag_cov,
-            per_scanner=per_scanner,
-            per_sample={k: {s: list(v) for s, v in d.items()} for k, d in per_sample.items()},
-            class_dict=self.class_dict,
-            prediction_paths=prediction_paths,
-            rgb_stats={s: np.stack(v) for s, v in rgb.items()},
-            outputs=None
-            if self.task == "segmentation"
-            else {s: np.stack(v) for s, v in small_outputs.items()},
-        )
-        result.timings["resized_to_reference"] = resized
+        result = self._make_result("patch", collection, consistency, acc)
+        result.prediction_paths = {s: str(w.close()) for s, w in writers.items()}
         t0 = time.perf_counter()
         result.examples = self._patch_examples(collection, result)
         self._timings["examples_seconds"] += time.perf_counter() - t0
         return result
+
+    def _patch_chunk(  # noqa: PLR0917 - private helper of the chunk loop
+        self,
+        samples: list[PairedSample],
+        chunk_ids: list[str],
+        scanner: str,
+        metrics: Any,
+        acc: _Accumulator,
+        writer: _ZarrWriter | None,
+        ref_shapes: list[tuple[int, ...]],
+    ) -> list[tuple[int, ...]]:
+        """Infer one scanner's chunk and feed every accumulator; returns the reference shapes."""
+        from tia_scanner_robust.data.paired import (  # noqa: PLC0415
+            load_sample_image,
+            load_sample_mask,
+        )
+
+        t0 = time.perf_counter()
+        images = [load_sample_image(s) for s in samples]
+        self._timings["read_seconds"] += time.perf_counter() - t0
+        acc.rgb[scanner].extend(_rgb_stats(im) for im in images)
+        t0 = time.perf_counter()
+        outs = self._infer_images(images)
+        self._timings[f"infer/{scanner}"] += time.perf_counter() - t0
+        for sample, image, out in zip(samples, images, outs, strict=True):
+            acc.scalars[scanner].append(self._scalar(out))
+            acc.labels[scanner].append(sample.label)
+            if self.task == "segmentation" and sample.mask_path is not None:
+                mask = self._mask_to_output(load_sample_mask(sample, image.shape), out)
+                acc.per_sample["gt_dice"][scanner].append(
+                    self._gt_dice(out["predictions"].astype(np.int64), mask)
+                )
+        if self.task != "segmentation":
+            key = "probabilities" if self.task == "classification" else "features"
+            rows = [o[key] for o in outs]
+            metrics.update(chunk_ids, scanner, np.stack(rows))
+            acc.outputs[scanner].extend(rows)
+            if writer is not None:
+                writer.add(key, rows)
+            return ref_shapes
+        preds = [o["predictions"].astype(np.int64) for o in outs]
+        ref_shapes = ref_shapes or [p.shape for p in preds]
+        fixed = []
+        for pred, ref in zip(preds, ref_shapes, strict=True):
+            if pred.shape != ref:  # another scanner's image size: compare on the reference grid
+                self._timings["n_resized_to_reference"] += 1
+            fixed.append(pred if pred.shape == ref else _resize(pred, ref, nearest=True))
+        self._update_by_shape(metrics, chunk_ids, scanner, fixed)
+        if writer is not None:
+            writer.add("samples", [_min_uint(p) for p in preds])
+        for cls_idx, frac in self._class_fractions(preds).items():
+            acc.per_sample[f"fraction_{cls_idx}"][scanner].extend(frac)
+        return ref_shapes
+
+    def _make_result(
+        self,
+        mode: str,
+        collection: PairedCollection,
+        consistency: dict[str, PairConsistency],
+        acc: _Accumulator,
+    ) -> EvaluationResult:
+        """Assemble an :class:`EvaluationResult` from the accumulated values."""
+        scanners = collection.scanners
+        groups = collection.groups
+        if self.task != "embedding":
+            for scanner in scanners:
+                acc.per_sample[self._scalar_key()][scanner] = list(acc.scalars[scanner])
+        cov, mag_cov = self._finish_cov(acc.scalars, groups, scanners)
+        outputs = (
+            None
+            if self.task == "segmentation"
+            else {s: np.stack(v) for s, v in acc.outputs.items()}
+        )
+        return EvaluationResult(
+            task=self.task,
+            mode=mode,
+            model=self.model_name,
+            scanners=scanners,
+            sample_ids=[sample_id(s, m) for s, m in groups],
+            consistency=consistency,
+            primary=PRIMARY_SCORE[self.task],
+            cov=cov,
+            magnification_cov=mag_cov,
+            per_scanner=self._per_scanner_summary(
+                scanners, acc.per_sample, acc.labels, acc.outputs
+            ),
+            per_sample={k: {s: list(v) for s, v in d.items()} for k, d in acc.per_sample.items()},
+            class_dict=self.class_dict,
+            rgb_stats={s: np.stack(v) for s, v in acc.rgb.items()} if acc.rgb else None,
+            outputs=outputs,
+        )
 
     def _scalar_key(self) -> str:
         return {"segmentation": "cov_fraction", "classification": "positive_probability"}.get(
@@ -1046,7 +1092,9 @@ class ScannerConsistencyEvaluator:
         if pair is None or self.n_examples == 0:
             return []
         values = np.asarray(pc.per_sample[pair], dtype=np.float64)
-        order = np.argsort(np.where(np.isnan(values), np.inf, values if pc.higher_is_better else -values))
+        order = np.argsort(
+            np.where(np.isnan(values), np.inf, values if pc.higher_is_better else -values)
+        )
         position = {sid: i for i, sid in enumerate(result.sample_ids)}
         row_ids = pc.specimen_ids or result.sample_ids
         picked = []
@@ -1087,7 +1135,9 @@ class ScannerConsistencyEvaluator:
                 captions.append(f"{scanner}: {self._caption(out)}")
                 if self.task == "segmentation":
                     pred = out["predictions"].astype(np.int64)
-                    view = _centre_crop(_resize(image, out["model_input_shape"], nearest=False), pred.shape)
+                    view = _centre_crop(
+                        _resize(image, out["model_input_shape"], nearest=False), pred.shape
+                    )
                     images.append(_downsample(view, nearest=False))
                     preds.append(_downsample(pred, nearest=True))
                 else:
@@ -1120,6 +1170,32 @@ class ScannerConsistencyEvaluator:
             raise ValueError(msg)
         return self.ioconfig
 
+    @staticmethod
+    def _stem_runs(paths: list[str]) -> list[list[str]]:
+        """Split paths into runs with distinct file stems (engine outputs are named by stem)."""
+        runs: list[list[str]] = []
+        for path in paths:
+            stem = Path(path).stem
+            for run in runs:
+                if all(Path(q).stem != stem for q in run):
+                    run.append(path)
+                    break
+            else:
+                runs.append([path])
+        return runs
+
+    @staticmethod
+    def _engine_mask(members: list[PairedSample], geometry: dict[str, Any]) -> np.ndarray | None:
+        """Low-resolution mask of a slide's regions (``None``: whole slide needed)."""
+        if any(m.region is None for m in members):
+            return None
+        boxes = []
+        for m in members:
+            x, y, w, h = m.region
+            factor = (m.mpp / geometry["mpp"]) if (m.mpp and geometry["mpp"]) else 1.0
+            boxes.append((x, y, x + w * factor, y + h * factor))
+        return _wsi.region_mask(boxes, geometry["baseline"])
+
     def _run_wsi_engine(
         self, scanner: str, samples: list[PairedSample], work: Path
     ) -> dict[str, dict[str, Any]]:
@@ -1133,33 +1209,10 @@ class ScannerConsistencyEvaluator:
         by_path: dict[str, list[PairedSample]] = defaultdict(list)
         for sample in samples:
             by_path[str(sample.path)].append(sample)
-        geometry = {
-            p: _wsi.slide_geometry(p, res["resolution"], res["units"]) for p in by_path
-        }
-        runs: list[list[str]] = []
-        for path in by_path:  # output files are named by stem: split clashing stems
-            stem = Path(path).stem
-            for run in runs:
-                if all(Path(q).stem != stem for q in run):
-                    run.append(path)
-                    break
-            else:
-                runs.append([path])
+        geometry = {p: _wsi.slide_geometry(p, res["resolution"], res["units"]) for p in by_path}
         out: dict[str, dict[str, Any]] = {}
-        for k, run in enumerate(runs):
-            masks = []
-            for path in run:
-                members = by_path[path]
-                if all(m.region is not None for m in members):
-                    geo = geometry[path]
-                    boxes = []
-                    for m in members:
-                        x, y, w, h = m.region
-                        factor = (m.mpp / geo["mpp"]) if (m.mpp and geo["mpp"]) else 1.0
-                        boxes.append((x, y, x + w * factor, y + h * factor))
-                    masks.append(_wsi.region_mask(boxes, geo["baseline"]))
-                else:
-                    masks.append(None)
+        for k, run in enumerate(self._stem_runs(list(by_path))):
+            masks = [self._engine_mask(by_path[p], geometry[p]) for p in run]
             kwargs: dict[str, Any] = {
                 "patch_mode": False,
                 "ioconfig": ioconfig,
@@ -1180,59 +1233,28 @@ class ScannerConsistencyEvaluator:
         return out
 
     def _evaluate_wsi(self, collection: PairedCollection, out_dir: Path) -> EvaluationResult:
-        from tia_scanner_robust.data.paired import load_sample_image  # noqa: PLC0415
-
         scanners = collection.scanners
-        groups = collection.groups
-        ids = [sample_id(s, m) for s, m in groups]
-        folder = out_dir / "predictions"
+        ids = [sample_id(s, m) for s, m in collection.groups]
         work = out_dir / ".engine_tmp"
         if work.exists():
             shutil.rmtree(work)
         work.mkdir(parents=True)
-        engine_out: dict[str, dict[str, dict[str, Any]]] = {}
-        for scanner in tqdm(scanners, desc="Engine per scanner", disable=not self.verbose):
-            engine_out[scanner] = self._run_wsi_engine(
-                scanner, collection.by_scanner(scanner), work
-            )
+        engine_out = {
+            scanner: self._run_wsi_engine(scanner, collection.by_scanner(scanner), work)
+            for scanner in tqdm(scanners, desc="Engine per scanner", disable=not self.verbose)
+        }
+        acc = _Accumulator()
         handles: list[_wsi.RegionHandle] = []
         handle_id: dict[tuple[str, str], int] = {}
-        per_sample: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-        scalars: dict[str, list[float]] = defaultdict(list)
-        labels: dict[str, list[Any]] = defaultdict(list)
-        rgb: dict[str, list[np.ndarray]] = defaultdict(list)
-        small_outputs: dict[str, list[np.ndarray]] = defaultdict(list)
         t0 = time.perf_counter()
-        for spec, mag in tqdm(groups, desc="Aligning regions", disable=not self.verbose):
-            sid = sample_id(spec, mag)
+        for spec, mag in tqdm(collection.groups, desc="Aligning", disable=not self.verbose):
             for scanner in scanners:
                 sample = collection.get(spec, scanner, mag)
                 info = engine_out[scanner][str(sample.path)]
-                labels[scanner].append(sample.label)
-                if sample.region is not None:
-                    rgb[scanner].append(_rgb_stats(load_sample_image(sample)))
-                if self.task == "segmentation":
-                    canvas = _wsi._open_array(info["zarr"], "predictions").shape  # noqa: SLF001
-                    box = _wsi.region_box(sample.region, sample.mpp, info["geometry"], canvas[:2])
-                    handle = _wsi.RegionHandle(info["zarr"], box)
-                    handle_id[(sid, scanner)] = len(handles)
+                handle = self._align_wsi_sample(sample, info, acc)
+                if handle is not None:
+                    handle_id[(sample_id(spec, mag), scanner)] = len(handles)
                     handles.append(handle)
-                    fractions = _wsi.class_fractions(handle, self._canvas_classes())
-                    for c, value in enumerate(fractions):
-                        per_sample[f"fraction_{c}"][scanner].append(float(value))
-                    cov_c = self._cov_class()
-                    scalars[scanner].append(
-                        float(fractions[cov_c]) if cov_c < fractions.size else float("nan")
-                    )
-                else:
-                    key = "probabilities" if self.task == "classification" else "features"
-                    box = _wsi.region_box(sample.region, sample.mpp, info["geometry"])
-                    vector = _wsi.pool_patches(info["zarr"], key, box)
-                    small_outputs[scanner].append(vector)
-                    out = {key: vector}
-                    scalars[scanner].append(
-                        self._scalar(out) if not np.isnan(vector).any() else float("nan")
-                    )
         self._timings["align_seconds"] += time.perf_counter() - t0
         t0 = time.perf_counter()
         if self.task == "segmentation":
@@ -1250,39 +1272,46 @@ class ScannerConsistencyEvaluator:
         else:
             metrics = self._metrics(scanners, nan_policy="omit")
             for scanner in scanners:
-                metrics.update(ids, scanner, np.stack(small_outputs[scanner]))
+                metrics.update(ids, scanner, np.stack(acc.outputs[scanner]))
             consistency = metrics.compute()
         self._timings["metrics_seconds"] += time.perf_counter() - t0
-        for scanner in scanners:
-            per_sample[self._scalar_key()][scanner] = list(scalars[scanner])
-        cov, mag_cov = self._finish_cov(scalars, groups, scanners)
-        per_scanner = self._per_scanner_summary(
-            scanners, per_sample, labels, small_outputs if self.task != "segmentation" else None
-        )
-        result = EvaluationResult(
-            task=self.task,
-            mode="wsi",
-            model=self.model_name,
-            scanners=scanners,
-            sample_ids=ids,
-            consistency=consistency,
-            primary=PRIMARY_SCORE[self.task],
-            cov=cov,
-            magnification_cov=mag_cov,
-            per_scanner=per_scanner,
-            per_sample={k: {s: list(v) for s, v in d.items()} for k, d in per_sample.items()},
-            class_dict=self.class_dict,
-            rgb_stats={s: np.stack(v) for s, v in rgb.items()} if rgb else None,
-            outputs=None
-            if self.task == "segmentation"
-            else {s: np.stack(v) for s, v in small_outputs.items()},
-        )
+        if any(len(v) != len(ids) for v in acc.rgb.values()):
+            acc.rgb.clear()  # RGB statistics only when every sample is a region
+        result = self._make_result("wsi", collection, consistency, acc)
         if self.task == "segmentation":
             result.examples = self._wsi_examples(collection, result, handles, handle_id)
         else:
             result.examples = self._wsi_examples_vectors(collection, result)
-        result.prediction_paths = self._keep_wsi_outputs(engine_out, work, folder)
+        result.prediction_paths = self._keep_wsi_outputs(engine_out, work, out_dir / "predictions")
         return result
+
+    def _align_wsi_sample(
+        self, sample: PairedSample, info: dict[str, Any], acc: _Accumulator
+    ) -> _wsi.RegionHandle | None:
+        """Read one sample's region from the engine output into the accumulator."""
+        from tia_scanner_robust.data.paired import load_sample_image  # noqa: PLC0415
+
+        scanner = sample.scanner
+        acc.labels[scanner].append(sample.label)
+        if sample.region is not None:
+            acc.rgb[scanner].append(_rgb_stats(load_sample_image(sample)))
+        if self.task != "segmentation":
+            key = "probabilities" if self.task == "classification" else "features"
+            box = _wsi.region_box(sample.region, sample.mpp, info["geometry"])
+            vector = _wsi.pool_patches(info["zarr"], key, box)
+            acc.outputs[scanner].append(vector)
+            nan = bool(np.isnan(vector).any())
+            acc.scalars[scanner].append(float("nan") if nan else self._scalar({key: vector}))
+            return None
+        canvas = _wsi._open_array(info["zarr"], "predictions").shape  # noqa: SLF001
+        box = _wsi.region_box(sample.region, sample.mpp, info["geometry"], canvas[:2])
+        handle = _wsi.RegionHandle(info["zarr"], box)
+        fractions = _wsi.class_fractions(handle, self._canvas_classes())
+        for c, value in enumerate(fractions[: self._num_classes() or fractions.size]):
+            acc.per_sample[f"fraction_{c}"][scanner].append(float(value))
+        cov_c = self._cov_class()
+        acc.scalars[scanner].append(float(fractions[cov_c]) if cov_c < fractions.size else np.nan)
+        return handle
 
     def _canvas_classes(self) -> int:
         return self._num_classes() or 256
@@ -1294,12 +1323,12 @@ class ScannerConsistencyEvaluator:
         paths: dict[str, str] = {}
         if self.save_predictions:
             folder.mkdir(parents=True, exist_ok=True)
-            for scanner in engine_out:
+            for scanner, outputs in engine_out.items():
                 target = folder / scanner
                 if target.exists():
                     shutil.rmtree(target)
                 target.mkdir()
-                for src, info in engine_out[scanner].items():
+                for src, info in outputs.items():
                     zarr_path = Path(info["zarr"])
                     dest = target / f"{zarr_path.parent.name}_{zarr_path.name}"
                     zarr_path.rename(dest)
@@ -1309,7 +1338,9 @@ class ScannerConsistencyEvaluator:
         shutil.rmtree(work, ignore_errors=True)
         return paths
 
-    def _wsi_image(self, sample: PairedSample, handle: _wsi.RegionHandle, shape: tuple[int, int]) -> np.ndarray:
+    def _wsi_image(
+        self, sample: PairedSample, handle: _wsi.RegionHandle, shape: tuple[int, int]
+    ) -> np.ndarray:
         """RGB view of a sample matching a prediction crop of ``shape``."""
         from tia_scanner_robust.data.paired import load_sample_image  # noqa: PLC0415
 
@@ -1321,9 +1352,9 @@ class ScannerConsistencyEvaluator:
             reader = WSIReader.open(sample.path)
             width, height = (int(v) for v in reader.info.slide_dimensions)
             scale = min(1.0, _EXAMPLE_SIDE / max(width, height))
-            image = reader.read_bounds(
-                (0, 0, width, height), resolution=scale, units="baseline"
-            )[..., :3]
+            image = reader.read_bounds((0, 0, width, height), resolution=scale, units="baseline")[
+                ..., :3
+            ]
         del handle
         return _resize(np.ascontiguousarray(image), shape, nearest=False)
 
@@ -1354,7 +1385,9 @@ class ScannerConsistencyEvaluator:
                 preds.append(pred)
                 captions.append(f"{scanner}: {self._caption({'predictions': pred})}")
             examples.append(
-                ExamplePair(sid, pair, tuple(images), tuple(preds), score, result.primary, tuple(captions))
+                ExamplePair(
+                    sid, pair, tuple(images), tuple(preds), score, result.primary, tuple(captions)
+                )
             )
         return examples
 
@@ -1382,8 +1415,13 @@ class ScannerConsistencyEvaluator:
                 )
             examples.append(
                 ExamplePair(
-                    result.sample_ids[index], pair, tuple(images), (None, None), score,
-                    result.primary, tuple(captions),
+                    result.sample_ids[index],
+                    pair,
+                    tuple(images),
+                    (None, None),
+                    score,
+                    result.primary,
+                    tuple(captions),
                 )
             )
         return examples

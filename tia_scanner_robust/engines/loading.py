@@ -40,12 +40,14 @@ Examples:
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 __all__ = [
     "ARCHITECTURES",
@@ -103,9 +105,7 @@ def _builtin(config: dict[str, Any] | None = None) -> tuple[nn.Module, Any]:
     return ColourDeconvolutionSegmenter(**(config or {})), classical_ioconfig()
 
 
-def _tiatoolbox_pretrained(
-    name: str, weights: str | Path | None
-) -> tuple[nn.Module, Any]:
+def _tiatoolbox_pretrained(name: str, weights: str | Path | None) -> tuple[nn.Module, Any]:
     """Build a TIAToolbox pretrained model (weights from the hub unless given)."""
     from tiatoolbox.models.architecture import get_pretrained_model  # noqa: PLC0415
 
@@ -128,9 +128,7 @@ def _is_tiatoolbox_name(name: str) -> bool:
     return name in PRETRAINED_INFO
 
 
-def load_checkpoint(
-    path: str | Path, *, map_location: str = "cpu"
-) -> tuple[nn.Module, Any, str]:
+def load_checkpoint(path: str | Path, *, map_location: str = "cpu") -> tuple[nn.Module, Any, str]:
     """Load a model checkpoint written by the plugin (see the module docstring).
 
     Args:
@@ -202,6 +200,12 @@ def load_checkpoint(
         msg = f"Checkpoint {path}: 'config' must be a dict, got {type(config).__name__}."
         raise ValueError(msg)
 
+    model, ioconfig = _build_arch(arch, config, state, path)
+    return model.eval(), ioconfig, desc
+
+
+def _build_arch(arch: str, config: dict[str, Any], state: Any, path: Path) -> tuple[nn.Module, Any]:
+    """Build the architecture named in a checkpoint and load its state dict."""
     ioconfig = None
     if arch in _BUILTIN_NAMES:
         model, ioconfig = _builtin(config)
@@ -216,7 +220,7 @@ def load_checkpoint(
             weights = Path(tmp) / "weights.pth"
             torch.save(state, weights)
             model, ioconfig = _tiatoolbox_pretrained(arch, weights)
-        state = None  # already loaded
+        return model, ioconfig  # weights already loaded
     else:
         known = sorted([*_BUILTIN_NAMES, *ARCHITECTURES])
         msg = (
@@ -227,7 +231,7 @@ def load_checkpoint(
         raise ValueError(msg)
     if isinstance(state, dict) and state:
         model.load_state_dict(state, strict=True)
-    return model.eval(), ioconfig, desc
+    return model, ioconfig
 
 
 def resolve_model(

@@ -293,6 +293,9 @@ class PairedConsistency(_PairedBase):
 
         """
         ids, scanners, arr = _batch(specimen_ids, scanner, outputs)
+        if isinstance(scanner, str):  # one scanner: no copy of the batch
+            self._update_scanner(ids, scanner, arr)
+            return
         for name in dict.fromkeys(scanners):
             rows = [i for i, s in enumerate(scanners) if s == name]
             self._update_scanner([ids[i] for i in rows], name, arr[rows])

@@ -164,6 +164,18 @@ def _handle_nan_rows(bad: np.ndarray, name: str, nan_policy: str) -> np.ndarray:
 
 def _first_appearance_unique(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Unique values in order of first appearance and the inverse index."""
+    if np.issubdtype(values.dtype, np.integer) and values.size:
+        low, high = int(values.min()), int(values.max())
+        span = high - low + 1
+        if span <= 4 * values.size + 1024:  # O(n) path for compact integer ids
+            offset = (values - low).astype(np.intp)
+            first_at = np.full(span, values.size, dtype=np.intp)
+            np.minimum.at(first_at, offset, np.arange(values.size))
+            present = np.flatnonzero(first_at < values.size)
+            order = present[np.argsort(first_at[present], kind="stable")]
+            rank = np.empty(span, dtype=np.intp)
+            rank[order] = np.arange(order.size)
+            return (order + low).astype(values.dtype), rank[offset]
     uniq, first, inverse = np.unique(values, return_index=True, return_inverse=True)
     order = np.argsort(first, kind="stable")
     rank = np.empty_like(order)
@@ -591,14 +603,6 @@ def _popcount(words: np.ndarray) -> np.ndarray:
     return _POPCOUNT8[as_bytes].sum(axis=-1, dtype=np.int64)  # pragma: no cover
 
 
-def _pack_bool_rows(mask_rows: np.ndarray, n_words: int) -> np.ndarray:
-    """Pack ``(n, P)`` booleans into ``(n, n_words)`` uint64 (zero padding)."""
-    packed = np.packbits(mask_rows, axis=1)
-    out = np.zeros((mask_rows.shape[0], n_words * 8), dtype=np.uint8)
-    out[:, : packed.shape[1]] = packed
-    return out.view(np.uint64)
-
-
 def _as_label_maps(labels: object, name: str, nan_policy: str) -> tuple[np.ndarray, np.ndarray]:
     """Validate label maps; return ``(N, P)`` integer rows and the NaN rows."""
     arr = _as_array(labels, name)
@@ -635,7 +639,8 @@ def _label_range(rows: np.ndarray, ignore_index: int | None, name: str) -> int:
         low = np.where(is_ignored, 0, rows).min()
         high = np.where(is_ignored, -1, rows).max()
     else:
-        low, high = rows.min(), rows.max()
+        high = rows.max()
+        low = 0 if np.issubdtype(rows.dtype, np.unsignedinteger) else rows.min()
     if low < 0:
         msg = f"{name} holds negative label {int(low)}; pass ignore_index to skip such pixels."
         raise ValueError(msg)
@@ -648,16 +653,19 @@ def _pack_rows(
     """Pack validated ``(N, P)`` integer rows into one bit plane per class value."""
     values = np.asarray(values, dtype=np.int64)
     n, n_pix = rows.shape
-    n_words = -(-n_pix // 64)
+    n_words, n_bytes = -(-n_pix // 64), -(-n_pix // 8)
     planes = np.zeros((n, values.size, n_words), dtype=np.uint64)
+    plane_bytes = planes.view(np.uint8)  # (n, K, 8 * n_words); padding stays zero
     valid = None if ignore_index is None else np.zeros((n, n_words), dtype=np.uint64)
     step = max(1, _PACK_CHUNK_PIXELS // n_pix)
     for start in range(0, n, step):  # blocks of samples, bounded temporaries
-        block = rows[start : start + step]
+        stop = min(start + step, n)
+        block = rows[start:stop]
         for k, v in enumerate(values.tolist()):
-            planes[start : start + step, k] = _pack_bool_rows(block == v, n_words)
+            plane_bytes[start:stop, k, :n_bytes] = np.packbits(block == v, axis=1)
         if valid is not None:
-            valid[start : start + step] = _pack_bool_rows(block != ignore_index, n_words)
+            valid_bytes = valid.view(np.uint8)
+            valid_bytes[start:stop, :n_bytes] = np.packbits(block != ignore_index, axis=1)
     return PackedLabels(planes, values, valid, bad, n_pix)
 
 
@@ -1020,9 +1028,9 @@ def mean_abs_prob_diff(
 
 
 def _unit_rows(emb: np.ndarray, name: str, *, dtype: type = np.float64) -> np.ndarray:
-    """L2-normalised rows; zero-norm rows are an error (cosine undefined)."""
+    """L2-normalised rows (a new array); zero-norm rows are an error (cosine undefined)."""
     emb = emb.reshape(emb.shape[0], -1).astype(dtype, copy=False)
-    norms = np.linalg.norm(emb, axis=1)
+    norms = np.sqrt(np.einsum("ij,ij->i", emb, emb, dtype=np.float64))
     zero = norms == 0
     if zero.any():
         msg = (
@@ -1259,7 +1267,8 @@ def pairwise_consistency(
             ``f(a, b, **score_kwargs) -> (N,)`` (assumed symmetric).
         specimen_ids: Ids of the ``N`` rows, stored in the result.
         nan_policy: ``"raise"`` or ``"omit"`` (per pair, a sample with NaN in
-            either output is skipped).
+            either output is skipped). A callable score handles NaN itself;
+            NaN values it returns are skipped in the pair means.
         higher_is_better: Override the direction (default: from the score;
             ``True`` for callables).
         **score_kwargs: Passed to the score (e.g. ``num_classes``,
@@ -1426,10 +1435,16 @@ def retrieval_ranks(
     rank_ba = np.full(a.shape[0], -1, dtype=np.int64)
     if keep.size == 0:
         return rank_ab, rank_ba
-    ua = _unit_rows(a[keep], "emb_a", dtype=np.float32)
-    ub = _unit_rows(b[keep], "emb_b", dtype=np.float32)
-    paired = np.einsum("ij,ij->i", ua.astype(np.float64), ub.astype(np.float64))
-    threshold = paired.astype(np.float32)
+    if keep.size < a.shape[0]:
+        a, b = a[keep], b[keep]
+    ua = _unit_rows(a, "emb_a", dtype=np.float32)
+    ub = _unit_rows(b, "emb_b", dtype=np.float32)
+    threshold = np.empty(ua.shape[0], dtype=np.float32)  # cos(a_i, b_i), in float64 chunks
+    for start in range(0, ua.shape[0], chunk_size):
+        stop = start + chunk_size
+        threshold[start:stop] = np.einsum(
+            "ij,ij->i", ua[start:stop].astype(np.float64), ub[start:stop].astype(np.float64)
+        )
     r_ab, r_ba = _count_above(ua, ub, threshold, chunk_size)
     if gallery == "joint":
         r_ab += _count_above(ua, ua, threshold, chunk_size, columns=False)[0]

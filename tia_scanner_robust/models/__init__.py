@@ -22,7 +22,13 @@ _EXPORTS: dict[str, str] = {
     "SmpSegmentationModel": "segmentation",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "CLASSICAL_CLASS_DICT",
+    "ColourDeconvolutionSegmenter",
+    "SmpSegmentationModel",
+    "classical_ioconfig",
+    "clean_label_maps",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -131,7 +131,9 @@ def clean_label_maps(
     """Morphological clean-up of background/tissue/nuclei label maps.
 
     Nuclei (label 2): closing with a disk of ``radius``, hole filling, opening,
-    removal of objects smaller than ``min_nucleus_area`` pixels. Tissue (labels
+    removal of objects smaller than ``min_nucleus_area`` pixels. Closing and
+    opening run on an edge-padded copy, so nuclei cut by the patch border are
+    not eroded by it. Tissue (labels
     1 and 2 together): removal of components smaller than ``min_tissue_area``.
     Cleaned nuclei always lie inside tissue. Every operation is applied to the
     whole batch at once (8-connectivity within each image, none across images).
@@ -178,11 +180,15 @@ def clean_label_maps(
 
     nuclei = batch == 2
     if radius > 0:
+        # edge padding: objects cut by the patch border are not eroded by the border
+        pad = 2 * radius
         disk = _disk(radius)
-        nuclei = ndi.binary_closing(nuclei, structure=disk, border_value=0)
+        padded = np.pad(nuclei, ((0, 0), (pad, pad), (pad, pad)), mode="edge")
+        nuclei = ndi.binary_closing(padded, structure=disk)[:, pad:-pad, pad:-pad]
     nuclei = _fill_holes(nuclei, conn[1:2])
     if radius > 0:
-        nuclei = ndi.binary_opening(nuclei, structure=disk)
+        padded = np.pad(nuclei, ((0, 0), (pad, pad), (pad, pad)), mode="edge")
+        nuclei = ndi.binary_opening(padded, structure=disk)[:, pad:-pad, pad:-pad]
     nuclei = _remove_small(nuclei, min_nucleus_area, conn)
 
     tissue = _remove_small((batch >= 1) | nuclei, min_tissue_area, conn)

@@ -1,4 +1,4 @@
-"""Figures of the scanner-consistency report (matplotlib, PNG, written atomically).
+r"""Figures of the scanner-consistency report (matplotlib, PNG, written atomically).
 
 - :func:`plot_pair_matrix`: the scanner-pair matrix as an annotated heatmap,
   the worst pair outlined.
@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import io
 import math
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -35,6 +34,7 @@ from tia_scanner_robust._io import atomic_write_bytes
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
+    from pathlib import Path
 
     from matplotlib.figure import Figure
 
@@ -147,8 +147,7 @@ def plot_pair_matrix(
             )
     if title is None:
         title = (
-            f"Scanner-pair {result.score}: average {result.average:.3f}, "
-            f"worst {result.worst:.3f}"
+            f"Scanner-pair {result.score}: average {result.average:.3f}, worst {result.worst:.3f}"
         )
     ax.set_title(title, fontsize=11)
     return save_figure(fig, path, dpi=dpi)
@@ -250,10 +249,7 @@ def plot_example_pair(
     """
     a, b = example.scanners
     segmentation = example.predictions[0] is not None and example.predictions[1] is not None
-    title = (
-        f"{example.specimen_id}: {a} vs {b} "
-        f"({example.score_name} = {example.score:.3f})"
-    )
+    title = f"{example.specimen_id}: {a} vs {b} ({example.score_name} = {example.score:.3f})"
     if not segmentation:
         fig = _new_figure(9, 5)
         axes = fig.subplots(1, 2)
@@ -275,8 +271,10 @@ def plot_example_pair(
         axes[1, col].imshow(label_overlay(image, pred))
         axes[1, col].set_title(f"prediction on {example.scanners[col]}", fontsize=9)
     differ = pred_a != pred_b
-    axes[0, 2].imshow(differ, cmap="Reds", vmin=0, vmax=1)
-    axes[0, 2].set_title(f"disagreement: {differ.mean():.1%} of pixels", fontsize=9)
+    shade = example.images[0].astype(np.float64) * 0.35 + 255 * 0.65  # faded tissue
+    shade[differ] = (220, 30, 30)
+    axes[0, 2].imshow(shade.astype(np.uint8))
+    axes[0, 2].set_title(f"red: labels differ ({differ.mean():.1%} of pixels)", fontsize=9)
     legend_ax = axes[1, 2]
     classes = sorted(set(np.unique(pred_a).tolist()) | set(np.unique(pred_b).tolist()))
     names = dict(class_dict or {})

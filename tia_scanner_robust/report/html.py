@@ -19,8 +19,15 @@ Examples:
     >>> from tia_scanner_robust.engines.consistency import EvaluationResult
     >>> from tia_scanner_robust.metrics.functional import pairwise_consistency
     >>> pc = pairwise_consistency({"A": [0, 1, 1], "B": [0, 1, 0], "C": [1, 1, 0]}, "agreement")
-    >>> result = EvaluationResult("classification", "patch", "demo", ["A", "B", "C"],
-    ...                           ["x", "y", "z"], {"agreement": pc}, "agreement")
+    >>> result = EvaluationResult(
+    ...     "classification",
+    ...     "patch",
+    ...     "demo",
+    ...     ["A", "B", "C"],
+    ...     ["x", "y", "z"],
+    ...     {"agreement": pc},
+    ...     "agreement",
+    ... )
     >>> paths = write_report(result, pathlib.Path(tempfile.mkdtemp()))
     >>> sorted(p.name for p in paths.values())[:2]
     ['pair_matrix_agreement.png', 'report.html']
@@ -46,7 +53,6 @@ from tia_scanner_robust.report import figures
 
 if TYPE_CHECKING:
     from tia_scanner_robust.engines.consistency import EvaluationResult
-    from tia_scanner_robust.metrics.functional import PairConsistency
 
 __all__ = ["REPORT_VERSION", "render_html", "write_report"]
 
@@ -58,7 +64,8 @@ body { font-family: -apple-system, 'Segoe UI', Roboto, Helvetica, Arial, sans-se
        color: #1d2330; background: #f4f6f9; margin: 0; }
 main { max-width: 1120px; margin: 0 auto; padding: 24px 28px 48px; background: #fff; }
 h1 { font-size: 1.6em; margin: 0 0 4px; }
-h2 { font-size: 1.25em; margin: 34px 0 10px; padding-bottom: 4px; border-bottom: 2px solid #e3e7ee; }
+h2 { font-size: 1.25em; margin: 34px 0 10px; padding-bottom: 4px;
+     border-bottom: 2px solid #e3e7ee; }
 h3 { font-size: 1.05em; margin: 18px 0 8px; }
 p.meta { color: #5b6475; margin: 0 0 18px; }
 .cards { display: flex; flex-wrap: wrap; gap: 12px; margin: 14px 0; }
@@ -106,12 +113,14 @@ def _fmt(value: Any, digits: int = 4) -> str:
     return html.escape(str(value))
 
 
-def _img(path: Path, caption: str = "") -> str:
+def _img(path: Path, caption: str = "", *, max_width: int | None = None) -> str:
     data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
     cap = f'<div class="caption">{html.escape(caption)}</div>' if caption else ""
     alt = html.escape(caption or Path(path).stem)
+    style = f' style="max-width: {int(max_width)}px"' if max_width else ""
     return (
-        f'<div class="figure"><img alt="{alt}" src="data:image/png;base64,{data}">{cap}</div>'
+        f'<div class="figure"><img alt="{alt}"{style} src="data:image/png;base64,{data}">'
+        f"{cap}</div>"
     )
 
 
@@ -164,9 +173,17 @@ def _scanner_table(result: EvaluationResult) -> str:
     keys: list[str] = []
     for row in result.per_scanner.values():
         for key in row:
-            if key not in keys and not key.startswith("n_") and not isinstance(row[key], (list, dict)):
+            if (
+                key not in keys
+                and not key.startswith("n_")
+                and not isinstance(row[key], (list, dict))
+            ):
                 keys.append(key)
-    keys = [k for k in keys if not isinstance(next(iter(result.per_scanner.values())).get(k), np.ndarray)]
+    keys = [
+        k
+        for k in keys
+        if not isinstance(next(iter(result.per_scanner.values())).get(k), np.ndarray)
+    ]
     header = ["scanner", f"mean {result.primary} vs others", *keys]
     rows, highlight = [], set()
     for i, scanner in enumerate(result.scanners):
@@ -259,10 +276,13 @@ def render_html(
     )
     sections = [
         f"<h1>{html.escape(title)}</h1>",
-        f'<p class="meta">task <b>{html.escape(result.task)}</b> ({html.escape(result.mode)} mode, '
-        f"engine {html.escape(str(result.config.get('engine', '')))}) &middot; model "
-        f"<b>{html.escape(result.model)}</b> &middot; reference scanner "
-        f"<b>{html.escape(result.scanners[0])}</b> &middot; {when}</p>",
+        (
+            f'<p class="meta">task <b>{html.escape(result.task)}</b> '
+            f"({html.escape(result.mode)} mode, "
+            f"engine {html.escape(str(result.config.get('engine', '')))}) &middot; model "
+            f"<b>{html.escape(result.model)}</b> &middot; reference scanner "
+            f"<b>{html.escape(result.scanners[0])}</b> &middot; {when}</p>"
+        ),
         f'<div class="cards">{"".join(cards)}</div>',
         '<div class="note">'
         + html.escape(
@@ -275,13 +295,17 @@ def render_html(
     ]
     if "pair_matrix" in figure_paths:
         sections.append(
-            _img(figure_paths["pair_matrix"], f"{result.primary} per scanner pair; worst pair outlined in red")
+            _img(
+                figure_paths["pair_matrix"],
+                f"{result.primary} per scanner pair; worst pair outlined in red",
+                max_width=720,
+            )
         )
     for name in result.consistency:
         key = f"pair_matrix_{name}"
         if name != result.primary and key in figure_paths:
             sections.append(f"<h3>{html.escape(name)}</h3>")
-            sections.append(_img(figure_paths[key], f"{name} per scanner pair"))
+            sections.append(_img(figure_paths[key], f"{name} per scanner pair", max_width=720))
     sections += ["<h2>Scanner pairs (worst first)</h2>", _pairs_table(result)]
     sections += ["<h2>Per scanner</h2>", _scanner_table(result)]
     cov_html = _cov_html(result)
@@ -290,14 +314,20 @@ def render_html(
         sections.append(cov_html)
         if "per_scanner" in figure_paths:
             sections.append(
-                _img(figure_paths["per_scanner"], "one line per specimen: flat lines mean a scanner-robust model")
+                _img(
+                    figure_paths["per_scanner"],
+                    "one line per specimen: flat lines mean a scanner-robust model",
+                )
             )
     examples = [k for k in figure_paths if k.startswith("example_")]
     if examples:
         sections.append("<h2>Worst pair: example predictions</h2>")
         for key in sorted(examples):
             sections.append(
-                _img(figure_paths[key], "the same specimen scanned by the two scanners of the worst pair")
+                _img(
+                    figure_paths[key],
+                    "the same specimen scanned by the two scanners of the worst pair",
+                )
             )
     analysis_keys = [k for k in ("rgb_analysis", "feature_analysis") if k in figure_paths]
     if analysis_keys:
@@ -320,7 +350,10 @@ def render_html(
                 for s, v in analysis["rgb"]["scanners"].items()
             ]
             sections.append(
-                _table(["scanner", "unpaired centroid shift (RGB stats)", "mean paired deviation"], rows)
+                _table(
+                    ["scanner", "unpaired centroid shift (RGB stats)", "mean paired deviation"],
+                    rows,
+                )
             )
     details = {
         "Configuration": result.config,
@@ -339,7 +372,7 @@ def render_html(
     )
     body = "\n".join(sections)
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         f"<title>{html.escape(title)}</title>\n<style>{_CSS}</style>\n</head>\n"
         f"<body><main>\n{body}\n</main></body>\n</html>\n"
     )
@@ -404,7 +437,8 @@ def write_report(
         primary, out_dir / f"pair_matrix_{result.primary}.png", dpi=dpi
     )
     for name, pc in result.consistency.items():
-        if name != result.primary:
+        # one heatmap per score; of the top-k family only top-1 (the rest is in the table)
+        if name != result.primary and not (name.startswith("top") and name != "top1"):
             figure_paths[f"pair_matrix_{name}"] = figures.plot_pair_matrix(
                 pc, out_dir / f"pair_matrix_{name}.png", dpi=dpi
             )
@@ -455,12 +489,20 @@ def _analysis(
         figure_paths["rgb_analysis"] = path
     if result.task == "embedding" and result.outputs:
         feats = {s: result.outputs[s] for s in result.scanners}
-        if all(np.isfinite(v).all() for v in feats.values()) and len(result.sample_ids) >= 3:  # noqa: PLR2004
+        if all(np.isfinite(v).all() for v in feats.values()) and len(result.sample_ids) >= 3:
+            full = deviation_summary(feats)
             summary["features"] = {
-                k: v for k, v in deviation_summary(feats).items() if k != "columns"
+                "reference": full["reference"],
+                "scanners": {
+                    scanner: {k: v[k] for k in ("centroid_shift", "paired_mean_norm")}
+                    for scanner, v in full["scanners"].items()
+                },
             }
             (path,) = plot_paired_unpaired(
-                out_dir, features_by_scanner=feats, projection=projection, seed=result.config.get("seed", 0)
+                out_dir,
+                features_by_scanner=feats,
+                projection=projection,
+                seed=result.config.get("seed", 0),
             )
             figure_paths["feature_analysis"] = path
     return summary
