@@ -7,11 +7,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import tia_scanner_robust  # noqa: E402
+import tia_scanner_robust
 
 project = "tia_scanner_robust"
 author = "tia_scanner_robust developers"
-copyright = "2026, tia_scanner_robust developers"  # noqa: A001
+copyright = "2026, tia_scanner_robust developers"
 version = release = tia_scanner_robust.__version__
 
 extensions = [

@@ -8,6 +8,7 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -19,8 +20,6 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_cv2_imports_and_works() -> None:
-    import cv2
-
     ok, buffer = cv2.imencode(".png", np.full((3, 3, 3), 7, np.uint8))
     assert ok
     decoded = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
@@ -33,8 +32,6 @@ def test_cv2_imports_and_works() -> None:
 
 def test_single_opencv_release_on_disk() -> None:
     """Both OpenCV distributions (if present) are one release, matching cv2."""
-    import cv2
-
     versions = {}
     for dist in ("opencv-python", "opencv-python-headless"):
         try:

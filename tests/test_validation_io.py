@@ -1,11 +1,15 @@
 from __future__ import annotations
 
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
 
 from tia_scanner_robust._io import atomic_write_image, atomic_write_json, atomic_write_text
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
 from tia_scanner_robust._validation import (
     check_rgb_image,
     read_rgb_image,
@@ -32,11 +36,11 @@ def test_check_rgb_image_errors(image: object, error: type, match: str) -> None:
 def test_read_rgb_image_roundtrip_and_errors(tmp_path: Path, he_tile: np.ndarray) -> None:
     path = atomic_write_image(tmp_path / "tile.png", he_tile)
     assert np.array_equal(read_rgb_image(path), he_tile)  # RGB order preserved
-    with pytest.raises(FileNotFoundError, match="missing.png"):
+    with pytest.raises(FileNotFoundError, match=r"missing\.png"):
         read_rgb_image(tmp_path / "missing.png")
     corrupt = tmp_path / "corrupt.png"
     corrupt.write_bytes(b"not an image")
-    with pytest.raises(ValueError, match="corrupt.png"):
+    with pytest.raises(ValueError, match=r"corrupt\.png"):
         read_rgb_image(corrupt)
     atomic_write_image(tmp_path / "gray.png", he_tile[..., 0])
     with pytest.raises(ValueError, match="grayscale"):

@@ -37,7 +37,7 @@ __all__ = [
 
 
 @contextlib.contextmanager
-def atomic_open(path: str | Path, mode: str = "w", **kwargs: Any) -> Iterator[IO]:  # noqa: ANN401
+def atomic_open(path: str | Path, mode: str = "w", **kwargs: Any) -> Iterator[IO]:
     """Open a temporary file beside ``path``; rename it over ``path`` on success.
 
     On an exception the temporary file is removed and ``path`` is untouched.
@@ -81,7 +81,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     return Path(path)
 
 
-def atomic_write_json(path: str | Path, obj: Any, **kwargs: Any) -> Path:  # noqa: ANN401
+def atomic_write_json(path: str | Path, obj: Any, **kwargs: Any) -> Path:
     """Serialise ``obj`` as indented JSON to ``path`` atomically."""
     kwargs.setdefault("indent", 2)
     return atomic_write_text(path, json.dumps(obj, **kwargs) + "\n")
@@ -102,12 +102,12 @@ def atomic_write_image(path: str | Path, image: np.ndarray, quality: int = 95) -
         ValueError: If OpenCV cannot encode to the extension.
 
     """
-    import cv2
+    import cv2  # noqa: PLC0415 - keep module import light
 
     path = Path(path)
     ext = path.suffix.lower() or ".png"
     params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)] if ext in {".jpg", ".jpeg"} else []
-    bgr = image[..., ::-1] if image.ndim == 3 else image  # noqa: PLR2004
+    bgr = image[..., ::-1] if image.ndim == 3 else image
     ok, buffer = cv2.imencode(ext, bgr, params)
     if not ok:
         msg = f"Could not encode an image with extension {ext!r} for {path}."

@@ -64,11 +64,13 @@ def check_rgb_image(image: object, name: str = "image") -> np.ndarray:
     if not isinstance(image, np.ndarray):
         msg = f"{name} must be a numpy array, got {type(image).__name__}."
         raise TypeError(msg)
-    if image.ndim == 2:  # noqa: PLR2004
-        msg = f"{name} must be an RGB image of shape (H, W, 3); got shape {image.shape} (grayscale?)."
+    if image.ndim == 2:
+        msg = (
+            f"{name} must be an RGB image of shape (H, W, 3); got shape {image.shape} (grayscale?)."
+        )
         raise ValueError(msg)
-    if image.ndim != 3 or image.shape[-1] != 3:  # noqa: PLR2004
-        hint = " (RGBA? drop the alpha channel)" if image.ndim == 3 and image.shape[-1] == 4 else ""  # noqa: PLR2004
+    if image.ndim != 3 or image.shape[-1] != 3:
+        hint = " (RGBA? drop the alpha channel)" if image.ndim == 3 and image.shape[-1] == 4 else ""
         msg = f"{name} must be an RGB image of shape (H, W, 3); got shape {image.shape}{hint}."
         raise ValueError(msg)
     if image.shape[0] == 0 or image.shape[1] == 0:
@@ -130,7 +132,7 @@ def check_range(
         (0.0, 0.1)
 
     """
-    if len(value) != 2:  # noqa: PLR2004
+    if len(value) != 2:
         msg = f"{name} must be a pair (min, max), got {value!r}."
         raise ValueError(msg)
     a, b = float(value[0]), float(value[1])
@@ -172,7 +174,7 @@ def read_rgb_image(path: str | Path) -> np.ndarray:
         ValueError: If the file cannot be decoded or is not a colour image.
 
     """
-    import cv2
+    import cv2  # noqa: PLC0415 - keep module import light
 
     path = Path(path)
     if not path.is_file():
@@ -192,7 +194,7 @@ def read_rgb_image(path: str | Path) -> np.ndarray:
     if image.ndim == 2 or image.shape[-1] == 1:
         msg = f"Image is grayscale, expected an RGB H&E image: {path}"
         raise ValueError(msg)
-    if image.shape[-1] == 4:  # noqa: PLR2004
+    if image.shape[-1] == 4:
         image = image[..., :3]
     return np.ascontiguousarray(image[..., ::-1])
 

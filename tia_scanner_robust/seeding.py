@@ -70,7 +70,7 @@ def seed_everything(seed: int, *, deterministic: bool = False) -> int:
     np.random.seed(seed)  # noqa: NPY002 - legacy global state is what users' code reads
     os.environ["PYTHONHASHSEED"] = str(seed)
     try:
-        import torch
+        import torch  # noqa: PLC0415 - seeding must work before torch is needed
     except ImportError:  # pragma: no cover - torch is a hard dependency
         return seed
     torch.manual_seed(seed)
