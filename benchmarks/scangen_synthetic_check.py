@@ -95,7 +95,9 @@ def train_and_eval(data: dict, lam: float, seed: int, args: argparse.Namespace) 
     sg_x = torch.from_numpy(np.stack(scangen.features))
     model = MILModel(args.dim, 2, "gap", projection_hidden=args.hidden, aggregator_kwargs={"hidden_dim": 64})
     optimiser = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=1e-4)
-    loss_fn = ScanGenLoss(alpha=args.alpha, margin=args.margin, granularity=args.granularity)
+    loss_fn = ScanGenLoss(
+        alpha=args.alpha, margin=args.margin, squared=not args.plain, granularity=args.granularity
+    )
     sampler = ScanGenBatchSampler(
         scangen.specimen_ids,
         scangen.scanners,
@@ -159,6 +161,7 @@ def main() -> None:
     parser.add_argument("--task-batch", type=int, default=16)
     parser.add_argument("--sg-batch", type=int, default=16)
     parser.add_argument("--spp", type=int, default=2, help="scanners per specimen in a ScanGen batch")
+    parser.add_argument("--plain", action="store_true", help="squared=False (plain d and hinge)")
     parser.add_argument("--granularity", choices=["slide", "patch"], default="slide")
     parser.add_argument("--patches-per-sample", type=int, default=4, help="patch granularity: locations")
     parser.add_argument("--lr", type=float, default=1e-3)
@@ -174,7 +177,7 @@ def main() -> None:
         results = [run_seed(job) for job in jobs]
     print(
         f"world {args.world}, steps {args.steps}, alpha {args.alpha}, margin {args.margin}, "
-        f"spp {args.spp}, granularity {args.granularity}"
+        f"spp {args.spp}, granularity {args.granularity}, squared {not args.plain}"
     )
     for lam in args.lam:
         for seed, base, by_lam in sorted(results, key=lambda r: r[0]):
