@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import tifffile
 import torch
+import zarr
 from tiatoolbox.models.engine.io_config import IOPatchPredictorConfig
 from tiatoolbox.models.models_abc import ModelABC
 
@@ -139,8 +140,6 @@ def test_patch_chunking_streams_to_the_same_result(patch_collection, patch_resul
 
 
 def test_patch_predictions_saved_and_example_is_worst(patch_result):
-    import zarr
-
     group = zarr.open_group(patch_result.prediction_paths["shifted"], mode="r")
     assert group.attrs["sample_ids"] == ["slide/s0", "slide/s1"]
     assert group["samples/000000"].shape == (96, 96)
@@ -179,8 +178,6 @@ def test_wsi_region_dice_equals_direct_output(wsi_result, wsi_image):
 
 
 def test_canvas_dice_matches_paired_dice(tmp_path):
-    import zarr
-
     rng = np.random.default_rng(0)
     a, b = rng.integers(0, 3, (2, 70, 90))
     b[:10] = 0
@@ -301,8 +298,8 @@ def test_checkpoint_loading(tmp_path):
     torch.save(torch.nn.Linear(2, 2), pickled)  # a pickled module: refused by weights_only
     with pytest.raises(ValueError, match="weights_only"):
         resolve_model(pickled)
+    torch.save({"arch": "nope", "state_dict": {}}, path)
     with pytest.raises(ValueError, match="unknown arch"):
-        torch.save({"arch": "nope", "state_dict": {}}, path)
         load_checkpoint(path)
 
 

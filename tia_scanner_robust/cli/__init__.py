@@ -50,6 +50,16 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "analyze",
         "Paired versus unpaired colour/feature analysis figures of a paired dataset.",
     ),
+    "train": (
+        "tia_scanner_robust.cli.train",
+        "train",
+        "Train a segmentation model from a YAML config (optionally with SimCons).",
+    ),
+    "demo": (
+        "tia_scanner_robust.cli.demo",
+        "demo",
+        "End-to-end demo: paired set, baseline vs SimCons training, evaluation, report.",
+    ),
 }
 
 

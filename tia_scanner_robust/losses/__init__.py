@@ -23,6 +23,8 @@ from typing import Any
 _EXPORTS: dict[str, str] = {
     "SimConsLoss": "simcons",
     "ScanGenLoss": "scangen",
+    "scangen_loss": "scangen",
+    "scangen_pair_masks": "pairs",
     "dice_loss": "functional",
     "probability_mse": "functional",
     "segmentation_loss": "functional",
@@ -36,6 +38,8 @@ __all__ = [
     "SimConsLoss",
     "dice_loss",
     "probability_mse",
+    "scangen_loss",
+    "scangen_pair_masks",
     "segmentation_loss",
     "soft_dice_consistency",
     "soft_dice_score",

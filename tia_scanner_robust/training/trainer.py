@@ -298,6 +298,7 @@ class Trainer:
         self._step_scalars: dict[str, float] = {}
         self._steps_file: Any = None
         self._warned_monitor = False
+        self._epoch_start_time = time.time()
 
     # ------------------------------------------------------------------ properties
     @property
@@ -479,7 +480,7 @@ class Trainer:
             raise TypeError(msg)
         x = x.to(self.device, non_blocking=True)
         if x.dtype != torch.uint8:
-            return x.float() if not x.is_floating_point() else x
+            return x.float()
         mean = torch.tensor(self.config.normalize_mean, device=self.device)
         std = torch.tensor(self.config.normalize_std, device=self.device)
         if x.ndim != 4 or x.shape[-1] != mean.numel():
@@ -772,8 +773,6 @@ class Trainer:
             self._epoch_start_time = time.time()
             for hook in self.hooks:
                 hook.on_epoch_start(self, epoch)
-        elif not hasattr(self, "_epoch_start_time"):
-            self._epoch_start_time = time.time()
         loader = self._train_loader(epoch, self.batch_in_epoch)
         self.forward_model.train()
         bar = tqdm(
@@ -831,7 +830,7 @@ class Trainer:
                 msg = f"{type(hook).__name__}.on_validation_end must return the metrics dict."
                 raise TypeError(msg)
         record.update(metrics)
-        record["time_s"] = round(time.time() - getattr(self, "_epoch_start_time", time.time()), 3)
+        record["time_s"] = round(time.time() - self._epoch_start_time, 3)
         self._update_best(record)
         for hook in self.hooks:
             hook.on_epoch_end(self, self.epoch, record)
