@@ -17,6 +17,7 @@ from tia_scanner_robust.engines.consistency import ScannerConsistencyEvaluator
 from tia_scanner_robust.engines.loading import load_checkpoint, resolve_model
 from tia_scanner_robust.metrics.functional import (
     coefficient_of_variation,
+    magnification_cov,
     paired_cosine_similarity,
     paired_dice,
 )
@@ -280,6 +281,43 @@ def test_embedding_patch_mode_with_feature_extractor(patch_collection, tiles, tm
     np.testing.assert_allclose(cosine.per_sample[("ref", "shifted")], expected)
     assert cosine.pairs[("ref", "ref_copy")] == pytest.approx(1.0)
     assert result.consistency["top1"].pairs[("ref", "ref_copy")] == 1.0
+
+
+def test_ground_truth_masks_and_magnification_cov(tiles, tmp_path):
+    """Masks give per-scanner Dice vs ground truth; two magnifications give a magnification CoV."""
+    ref_nuclei = (direct_labels(np.stack(tiles)) == 2).astype(np.uint8)
+    samples = []
+    for k, tile in enumerate(tiles):
+        mask = atomic_write_image(
+            tmp_path / f"m{k}.png", np.repeat(ref_nuclei[k][..., None], 3, -1)
+        )
+        for mag, image in (("40x", tile), ("20x", tile[::2, ::2].copy())):
+            for scanner, img in (("ref", image), ("shifted", shift_colour(image))):
+                path = atomic_write_image(tmp_path / f"s{k}_{mag}_{scanner}.png", img)
+                samples.append(
+                    PairedSample(
+                        f"s{k}",
+                        scanner,
+                        path=path,
+                        magnification=mag,
+                        mask_path=mask if mag == "40x" else None,
+                    )
+                )
+    collection = PairedCollection(samples, scanners=["ref", "shifted"])
+    result = ScannerConsistencyEvaluator("builtin", n_examples=0, verbose=False).evaluate(
+        collection, tmp_path / "out"
+    )
+    assert result.sample_ids == ["s0@20x", "s0@40x", "s1@20x", "s1@40x"]
+    # the mask is the reference scanner's own nuclei: Dice 1 there, lower after the shift
+    np.testing.assert_allclose(result.per_sample["gt_dice"]["ref"], 1.0)
+    assert max(result.per_sample["gt_dice"]["shifted"]) < 0.9
+    fractions = result.per_sample["cov_fraction"]
+    flat = np.array([fractions[s][i] for i in range(4) for s in ("ref", "shifted")])
+    specimens = np.repeat(["s0", "s0", "s1", "s1"], 2)
+    scanners = np.tile(["ref", "shifted"], 4)
+    mags = np.repeat(["20x", "40x", "20x", "40x"], 2)
+    expected = magnification_cov(flat, specimens, scanners, mags)
+    assert result.magnification_cov.cov == pytest.approx(expected.cov)
 
 
 # ------------------------------------------------------------ model specs, errors

@@ -384,13 +384,13 @@ def _scatter_panel(
 
 
 def _legend(fig: Any, ax: Axes) -> None:
-    """One figure legend with opaque, enlarged markers."""
+    """One figure legend with opaque markers of one readable size."""
     handles, labels = ax.get_legend_handles_labels()
-    legend = fig.legend(
-        handles, labels, loc="outside right center", title="scanner", fontsize=9, markerscale=2.0
-    )
+    legend = fig.legend(handles, labels, loc="outside right center", title="scanner", fontsize=9)
     for handle in legend.legend_handles:
         handle.set_alpha(1.0)
+        if hasattr(handle, "set_sizes"):
+            handle.set_sizes([50.0])
 
 
 def _save_figure(fig: Any, path: Path, dpi: int) -> Path:

@@ -17,7 +17,7 @@ Examples:
     >>> from tia_scanner_robust.metrics.functional import pairwise_consistency
     >>> pc = pairwise_consistency({"A": [0, 1], "B": [0, 1], "C": [1, 1]}, "agreement")
     >>> path = plot_pair_matrix(pc, pathlib.Path(tempfile.mkdtemp()) / "m.png")
-    >>> path.read_bytes()[:4] == b"\\x89PNG"
+    >>> path.read_bytes()[:4] == b"\x89PNG"
     True
 
 """
@@ -104,7 +104,10 @@ def plot_pair_matrix(
     fig = _new_figure(side + 1.0, side)
     ax = fig.subplots()
     finite = matrix[np.isfinite(matrix)]
-    if result.score in {"dice", "agreement", "cosine"} or result.score.startswith("top"):
+    if result.score == "cosine" and finite.size:
+        # cosine similarities of embeddings crowd near 1: stretch the scale to the data
+        vmin, vmax = max(-1.0, math.floor(float(finite.min()) * 100) / 100 - 0.01), 1.0
+    elif result.score in {"dice", "agreement", "cosine"} or result.score.startswith("top"):
         vmin, vmax = (min(0.0, float(finite.min())) if finite.size else 0.0), 1.0
     else:
         vmin = 0.0

@@ -166,6 +166,25 @@ def _pairs_table(result: EvaluationResult) -> str:
     return _table(header, rows, highlight)
 
 
+def _pretty(result: EvaluationResult, key: str) -> str:
+    """Readable column names: ``mean_fraction_2`` -> ``nuclei fraction`` etc."""
+    names = result.class_dict or {}
+    if key.startswith("mean_fraction_"):
+        index = int(key.rsplit("_", 1)[1])
+        return f"{names.get(index, f'class {index}')} fraction"
+    labels = {
+        "mean_cov_fraction": "CoV quantity (mean)",
+        "mean_positive_probability": "positive-class probability (mean)",
+        "mean_gt_dice": "Dice vs ground truth",
+        "inference_seconds": "inference (s)",
+        "accuracy": "accuracy vs labels",
+        "auc": "AUC vs labels",
+        "mean_feature_norm": "feature norm (mean)",
+        "feature_dim": "feature dim",
+    }
+    return labels.get(key, key.replace("_", " "))
+
+
 def _scanner_table(result: EvaluationResult) -> str:
     primary = result.primary_result
     matrix = np.asarray(primary.matrix, dtype=np.float64)
@@ -184,7 +203,7 @@ def _scanner_table(result: EvaluationResult) -> str:
         for k in keys
         if not isinstance(next(iter(result.per_scanner.values())).get(k), np.ndarray)
     ]
-    header = ["scanner", f"mean {result.primary} vs others", *keys]
+    header = ["scanner", f"mean {result.primary} vs others", *[_pretty(result, k) for k in keys]]
     rows, highlight = [], set()
     for i, scanner in enumerate(result.scanners):
         row = result.per_scanner.get(scanner, {})
