@@ -42,13 +42,14 @@ import torch.nn.functional as F  # noqa: N812
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tia_scanner_robust._io import atomic_write_text  # noqa: E402
 from tia_scanner_robust.losses.scangen import ScanGenLoss, slide_embeddings  # noqa: E402
 from tia_scanner_robust.models.mil import MILModel, subsample_bags  # noqa: E402
 
 
 def make_batch(batch: int, dim: int, device: str, seed: int = 0):
     gen = torch.Generator().manual_seed(seed)
-    z = torch.randn(batch, dim, generator=gen).to(device).requires_grad_(True)
+    z = torch.randn(batch, dim, generator=gen).to(device).requires_grad_(requires_grad=True)
     index = torch.arange(batch)
     specimens = (index // 4).to(device)  # every specimen under 4 scanners
     scanners = (index % 4).to(device)
@@ -177,20 +178,43 @@ CASES = {"loss": case_loss, "naive": case_naive, "step": case_step}
 
 
 def run_case(name: str, args: argparse.Namespace, **overrides) -> dict:
-    cmd = [sys.executable, __file__, "--child", name, "--device", args.device, "--dim", str(args.dim)]
-    cmd += ["--repeats", str(args.repeats), "--naive-subset", str(args.naive_subset), "--fm-dim", str(args.fm_dim)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        name,
+        "--device",
+        args.device,
+        "--dim",
+        str(args.dim),
+    ]
+    cmd += [
+        "--repeats",
+        str(args.repeats),
+        "--naive-subset",
+        str(args.naive_subset),
+        "--fm-dim",
+        str(args.fm_dim),
+    ]
     for key, value in overrides.items():
         cmd += [f"--{key.replace('_', '-')}", str(value)]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True)  # noqa: S603
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def machine_description(device: str) -> str:
-    lines = [f"- Python {platform.python_version()}, torch {torch.__version__}, {torch.get_num_threads()} threads"]
+    lines = [
+        (
+            f"- Python {platform.python_version()}, torch {torch.__version__}, "
+            f"{torch.get_num_threads()} threads"
+        )
+    ]
     try:
-        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout  # noqa: S607
+        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
         keep = ("Model name", "CPU(s):", "Thread(s) per core", "L3 cache")
-        lines += [f"- {line.strip()}" for line in lscpu.splitlines() if line.strip().startswith(keep)]
+        lines += [
+            f"- {line.strip()}" for line in lscpu.splitlines() if line.strip().startswith(keep)
+        ]
     except (OSError, subprocess.CalledProcessError):
         lines.append(f"- {platform.processor() or platform.machine()}")
     if device.startswith("cuda"):
@@ -205,7 +229,9 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1024, 4096])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--naive-subset", type=int, default=96)
-    parser.add_argument("--fm-dim", type=int, default=1024, help="FM feature size for the training step")
+    parser.add_argument(
+        "--fm-dim", type=int, default=1024, help="FM feature size for the training step"
+    )
     parser.add_argument("--subsamples", type=int, nargs="+", default=[32, 64, 128, 0])
     parser.add_argument("--write", type=Path, default=None, help="write a Markdown report here")
     parser.add_argument("--child", choices=sorted(CASES), default=None, help=argparse.SUPPRESS)
@@ -217,45 +243,55 @@ def main() -> None:
         return
 
     lines = [f"## ScanGen loss, forward + backward (D = {args.dim}, device {args.device})", ""]
-    lines += ["| B | vectorised median (s) | peak mem (MiB) | naive loop (s) | naive mem (MiB) | speed-up |"]
+    lines += [
+        (
+            "| B | vectorised median (s) | peak mem (MiB) | naive loop (s) | naive mem (MiB) "
+            "| speed-up |"
+        )
+    ]
     lines += ["|---|---|---|---|---|---|"]
     naive_note = ""
     for size in args.sizes:
         vec = run_case("loss", args, batch=size)
         naive = run_case("naive", args, batch=size)
         naive_note = (
-            f"Naive loop timed on B = {naive['subset']} ({naive['subset_seconds']:.2f} s) and extrapolated "
-            f"by (B / {naive['subset']})^2; values agree with the vectorised loss on the subset: {naive['agree']}."
+            f"Naive loop timed on B = {naive['subset']} ({naive['subset_seconds']:.2f} s) and "
+            f"extrapolated by (B / {naive['subset']})^2; values agree with the vectorised loss "
+            f"on the subset: {naive['agree']}."
         )
         lines.append(
-            f"| {size} | {vec['seconds']:.4f} | {vec['memory_mib']:.0f} | {naive['seconds']:.0f} (extrap.) | "
-            f"{naive['memory_mib']:.0f} (extrap.) | {naive['seconds'] / vec['seconds']:.0f}x |"
+            f"| {size} | {vec['seconds']:.4f} | {vec['memory_mib']:.0f} "
+            f"| {naive['seconds']:.0f} (extrap.) | {naive['memory_mib']:.0f} (extrap.) "
+            f"| {naive['seconds'] / vec['seconds']:.0f}x |"
         )
         print(lines[-1], flush=True)
     lines += ["", naive_note, ""]
     lines += [
-        f"## Training step, GAP + g (FM D = {args.fm_dim}, hidden 512): 8 task bags x 512 patches "
-        "+ ScanGen batch of 16 slides x 512 patches",
+        (
+            f"## Training step, GAP + g (FM D = {args.fm_dim}, hidden 512): 8 task bags x 512 "
+            "patches + ScanGen batch of 16 slides x 512 patches"
+        ),
         "",
         "| step | median (s) | ratio to CE only | peak mem (MiB) |",
         "|---|---|---|---|",
     ]
     base = run_case("step", args, n_subsample=-1)
-    lines.append(f"| CE only (lambda = 0) | {base['seconds']:.4f} | 1.00 | {base['memory_mib']:.0f} |")
+    lines.append(
+        f"| CE only (lambda = 0) | {base['seconds']:.4f} | 1.00 | {base['memory_mib']:.0f} |"
+    )
     print(lines[-1], flush=True)
     for n in args.subsamples:
         res = run_case("step", args, n_subsample=n)
         label = f"CE + ScanGen, {n if n else 512} patches/slide"
         lines.append(
-            f"| {label} | {res['seconds']:.4f} | {res['seconds'] / base['seconds']:.2f} | {res['memory_mib']:.0f} |"
+            f"| {label} | {res['seconds']:.4f} | {res['seconds'] / base['seconds']:.2f} "
+            f"| {res['memory_mib']:.0f} |"
         )
         print(lines[-1], flush=True)
     lines += ["", "Machine:", "", machine_description(args.device), ""]
     report = "\n".join(lines)
     print(report)
     if args.write is not None:
-        from tia_scanner_robust._io import atomic_write_text
-
         atomic_write_text(args.write, f"# ScanGen benchmarks\n\n{report}")
 
 

@@ -79,7 +79,9 @@ def scangen_batch(model, sampler, scangen, sg_x, rng, gen, args):
         return slide_embeddings(model.embed(feats), mask), specimens, scanners
     # patch granularity: the same (registered) patch locations in every scan of a specimen
     n_patches = sg_x.shape[1]
-    locations = {p: rng.choice(n_patches, args.patches_per_sample, replace=False) for p in set(specimens)}
+    locations = {
+        p: rng.choice(n_patches, args.patches_per_sample, replace=False) for p in set(specimens)
+    }
     index = torch.tensor(np.stack([locations[p] for p in specimens]))  # (B, k)
     feats = sg_x[batch].gather(1, index[..., None].expand(-1, -1, sg_x.shape[-1]))
     z = model.embed(feats).flatten(0, 1)
@@ -93,7 +95,9 @@ def train_and_eval(data: dict, lam: float, seed: int, args: argparse.Namespace) 
     task_x = torch.from_numpy(np.stack(task.features))  # equal bag sizes here
     task_y = torch.from_numpy(task.labels)
     sg_x = torch.from_numpy(np.stack(scangen.features))
-    model = MILModel(args.dim, 2, "gap", projection_hidden=args.hidden, aggregator_kwargs={"hidden_dim": 64})
+    model = MILModel(
+        args.dim, 2, "gap", projection_hidden=args.hidden, aggregator_kwargs={"hidden_dim": 64}
+    )
     optimiser = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=1e-4)
     loss_fn = ScanGenLoss(
         alpha=args.alpha, margin=args.margin, squared=not args.plain, granularity=args.granularity
@@ -160,10 +164,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=400)
     parser.add_argument("--task-batch", type=int, default=16)
     parser.add_argument("--sg-batch", type=int, default=16)
-    parser.add_argument("--spp", type=int, default=2, help="scanners per specimen in a ScanGen batch")
+    parser.add_argument(
+        "--spp", type=int, default=2, help="scanners per specimen in a ScanGen batch"
+    )
     parser.add_argument("--plain", action="store_true", help="squared=False (plain d and hinge)")
     parser.add_argument("--granularity", choices=["slide", "patch"], default="slide")
-    parser.add_argument("--patches-per-sample", type=int, default=4, help="patch granularity: locations")
+    parser.add_argument(
+        "--patches-per-sample", type=int, default=4, help="patch granularity: locations"
+    )
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--workers", type=int, default=1, help="processes (one seed each)")
     args = parser.parse_args()
@@ -195,7 +203,8 @@ def main() -> None:
         b_cov = np.mean([b["cov"] for b, _ in rows])
         o_cov = np.mean([o["cov"] for _, o in rows])
         print(
-            f"lambda {lam}, mean over {len(rows)} seeds: AUC {b_auc:.3f} -> {o_auc:.3f} ({o_auc - b_auc:+.3f}); "
+            f"lambda {lam}, mean over {len(rows)} seeds: "
+            f"AUC {b_auc:.3f} -> {o_auc:.3f} ({o_auc - b_auc:+.3f}); "
             f"CoV {b_cov:.3f} -> {o_cov:.3f} ({100 * (o_cov / b_cov - 1):+.1f}%)"
         )
         rows.clear()

@@ -44,7 +44,9 @@ SCANNERS = ["AT2", "GT450", "AT2", "AT2", "DP200", "GT450", "DP200", "AT2"]
 
 @pytest.fixture
 def batch():
-    return torch.randn(len(SPECIMENS), 12, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    return torch.randn(
+        len(SPECIMENS), 12, generator=torch.Generator().manual_seed(3), dtype=torch.float64
+    )
 
 
 def test_hand_computed_two_dimensional_case():
@@ -56,13 +58,17 @@ def test_hand_computed_two_dimensional_case():
     # |P| = 2 ordered pairs, |N| = 2; pair (1, 2): other specimen, other scanner -> ignored
     expected_sq = (2 * alpha * 1.0**2 + 2 * (1 - alpha) * (margin - 0.5) ** 2) / 4
     expected_plain = (2 * alpha * 1.0 + 2 * (1 - alpha) * (margin - 0.5)) / 4
-    assert scangen_loss(z, specimens, scanners, alpha, margin).item() == pytest.approx(expected_sq, abs=1e-6)
+    assert scangen_loss(z, specimens, scanners, alpha, margin).item() == pytest.approx(
+        expected_sq, abs=1e-6
+    )
     plain = scangen_loss(z, specimens, scanners, alpha, margin, squared=False).item()
     assert plain == pytest.approx(expected_plain, abs=1e-6)
 
 
 @pytest.mark.parametrize("squared", [True, False])
-@pytest.mark.parametrize(("alpha", "margin"), [(0.5, 0.5), (0.3, 1.0), (0.7, 0.2), (1.0, 0.5), (0.0, 2.0)])
+@pytest.mark.parametrize(
+    ("alpha", "margin"), [(0.5, 0.5), (0.3, 1.0), (0.7, 0.2), (1.0, 0.5), (0.0, 2.0)]
+)
 def test_matches_double_loop_reference(batch, alpha, margin, squared):
     loss = ScanGenLoss(alpha, margin, squared=squared)(batch, SPECIMENS, SCANNERS)
     expected = reference_loss(batch.numpy(), SPECIMENS, SCANNERS, alpha, margin, squared=squared)
@@ -120,7 +126,9 @@ def test_no_valid_pair_gives_zero_with_gradient():
 
 
 def test_gradient_matches_reference_and_is_finite_for_duplicates():
-    z = torch.tensor([[1.0, 2.0], [1.0, 2.0], [0.0, 0.0], [3.0, -1.0]], dtype=torch.float64, requires_grad=True)
+    z = torch.tensor(
+        [[1.0, 2.0], [1.0, 2.0], [0.0, 0.0], [3.0, -1.0]], dtype=torch.float64, requires_grad=True
+    )
     specimens, scanners = [0, 0, 1, 1], [0, 1, 0, 1]  # rows 0/1 identical: d = 0; row 2 zero vector
     loss = scangen_loss(z, specimens, scanners, 0.5, 0.5)
     loss.backward()

@@ -108,7 +108,9 @@ def test_gap_is_masked_mean_and_abmil_attention_is_softmax(bags):
     assert torch.allclose(out["embedding"], masked_mean(features, mask))
     assert torch.allclose(out["embedding"][1], features[1, :4].mean(dim=0))
     abmil = make("abmil")
-    hidden = torch.tanh(abmil.attention_v(features[0])) * torch.sigmoid(abmil.attention_u(features[0]))
+    hidden = torch.tanh(abmil.attention_v(features[0])) * torch.sigmoid(
+        abmil.attention_u(features[0])
+    )
     expected = torch.softmax(abmil.attention_w(hidden).squeeze(-1), dim=0)
     assert torch.allclose(abmil(features, mask)["attention"][0], expected, atol=1e-6)
 
@@ -145,7 +147,9 @@ def test_slot_mixup_mixes_labels(bags):
     features, mask = bags
     agg = make("slotmil")
     targets = torch.tensor([0, 1, 2])
-    out = agg.slot_mixup(features, mask, targets, alpha=0.4, rng=0, generator=torch.Generator().manual_seed(0))
+    out = agg.slot_mixup(
+        features, mask, targets, alpha=0.4, rng=0, generator=torch.Generator().manual_seed(0)
+    )
     lam, perm = out["lam"].item(), out["permutation"]
     expected = lam * F.one_hot(targets, C) + (1 - lam) * F.one_hot(targets[perm], C)
     assert torch.allclose(out["targets"], expected.float())
@@ -154,13 +158,17 @@ def test_slot_mixup_mixes_labels(bags):
     model = MILModel(D, C, "gap", projection_hidden=8)
     with pytest.raises(ValueError, match="slot-mixup"):
         model.slot_mixup(features, mask, targets)
-    slot_model = MILModel(D, C, "slotmil", projection_hidden=8, aggregator_kwargs={"num_slots": 2, "num_heads": 2})
+    slot_model = MILModel(
+        D, C, "slotmil", projection_hidden=8, aggregator_kwargs={"num_slots": 2, "num_heads": 2}
+    )
     assert slot_model.slot_mixup(features, mask, targets, rng=1)["logits"].shape == (3, C)
 
 
 def test_mil_model_is_f_a_g(bags):
     features, mask = bags
-    model = MILModel(D, C, "abmil", projection_hidden=16, aggregator_kwargs={"attention_dim": 8}).eval()
+    model = MILModel(
+        D, C, "abmil", projection_hidden=16, aggregator_kwargs={"attention_dim": 8}
+    ).eval()
     out = model(features, mask)
     assert out["projected"].shape == (3, 7, 16)
     assert torch.allclose(out["projected"], model.embed(features))
@@ -196,6 +204,7 @@ def test_bag_utilities():
     assert torch.all(sub <= mask)
     f, m = subsample_bags(torch.arange(8.0).reshape(1, 8, 1), None, 3, gen)
     assert f.shape == (1, 3, 1)
+    assert m.all()
     assert len(set(f.flatten().tolist())) == 3
     # uniform: each instance is kept about 3/8 of the time
     counts = torch.zeros(8)

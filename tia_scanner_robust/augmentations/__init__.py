@@ -38,6 +38,7 @@ _EXPORTS: dict[str, str] = {
     "save_augmentation_preview": "preview",
     "style_augmentation": "presets",
     "he_color_jitter": "presets",
+    "he_stain": "presets",
     "STYLE_AUGMENTATIONS": "presets",
 }
 

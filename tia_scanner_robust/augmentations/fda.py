@@ -12,8 +12,9 @@ spectrum and keeping the source phase (which carries the content):
 
 The window is the centred low-frequency square of half-width
 ``b = floor(min(H, W) * beta)``: the frequencies ``(ky, kx)`` with
-``|ky| <= b`` and ``|kx| <= b`` (``2b + 1`` per side, as in the authors'
-reference code), and ``beta = 0`` leaves the image unchanged.
+``|ky| <= b`` and ``|kx| <= b`` (``2b + 1`` per side, as in the NumPy
+version of the authors' code, ``low_freq_mutate_np``), and ``beta = 0``
+leaves the image unchanged.
 ``window="albumentations"`` reproduces ``A.FDA`` 2.0.8 exactly instead (its
 window is off-centre by one or two bins, see :func:`fda_window`).
 
@@ -98,8 +99,8 @@ def fda_window(
 
     With ``b = floor(min(H, W) * beta)``:
 
-    - ``"centered"`` (default; Yang and Soatto's reference code and the
-      project's METHODS.md): ``|ky| <= b`` and ``|kx| <= b`` in signed
+    - ``"centered"`` (default; ``low_freq_mutate_np`` of Yang and Soatto's
+      code, and the project's METHODS.md): ``|ky| <= b`` and ``|kx| <= b`` in signed
       frequencies, a ``(2b + 1)``-wide square centred on the zero frequency.
     - ``"albumentations"``: ``A.FDA`` 2.0.8's window. It slices the
       ``fftshift``-ed spectrum with ``[int(c - b), int(c + b))``,
@@ -348,7 +349,7 @@ class FourierDomainAdaptation(ImageOnlyTransform):
     coefficients, cached bank amplitudes). With ``window="albumentations"``
     its output matches ``A.FDA`` 2.0.8 (within one grey level, from rounding
     instead of truncation); the default ``"centered"`` window follows the
-    paper's reference code (see :func:`fda_window`).
+    NumPy version of the authors' code (see :func:`fda_window`).
 
     Serialisation: ``A.to_dict``/``A.from_dict`` work in metadata mode
     (``reference_images=None``); a bank of arrays is not serialisable and

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import albumentations as A  # noqa: N812 - albumentations' conventional alias
 
 from tia_scanner_robust._validation import check_in_choices, check_probability
+from tia_scanner_robust.seeding import reseed_transform
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -330,13 +331,16 @@ def style_augmentation(
     check_in_choices(combine, COMBINE_MODES, "combine")
     routed = _route_kwargs(parts, kwargs)
     transforms = [_BUILDERS[part](**{"p": p, **routed[part]}) for part in parts]
-    if len(transforms) == 1:
-        if seed is None:
-            return transforms[0]
-        return A.Compose(transforms, p=1.0, seed=seed)
-    if combine == "oneof":
+    if len(transforms) == 1 and seed is None:
+        return transforms[0]
+    if combine == "oneof" and len(transforms) > 1:
         # inside A.OneOf the components' p are selection weights: uniform unless given
         for part, transform in zip(parts, transforms, strict=True):
             transform.p = float(routed[part].get("p", 1.0))
-        return A.Compose([A.OneOf(transforms, p=p)], p=1.0, seed=seed)
-    return A.Compose(transforms, p=1.0, seed=seed)
+        transforms = [A.OneOf(transforms, p=p)]
+    compose = A.Compose(transforms, p=1.0, seed=seed)
+    if seed is not None:
+        # One shared stream: Compose(seed=...) alone seeds every child with the
+        # same seed, which correlates the components' draws (see reseed_transform).
+        reseed_transform(compose, seed)
+    return compose

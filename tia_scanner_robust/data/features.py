@@ -34,6 +34,7 @@ Examples:
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 import shutil
@@ -91,7 +92,7 @@ _MODES = ("r", "r+", "a", "w", "w-")
 
 def _zarr() -> tuple[Any, bool]:
     """The zarr module (imported on first use) and whether it is zarr 3."""
-    import zarr
+    import zarr  # noqa: PLC0415 - only the store needs zarr; samplers and datasets do not
 
     return zarr, int(zarr.__version__.split(".")[0]) >= 3
 
@@ -297,8 +298,10 @@ class FeatureStore:
         return f"{sanitize_key(specimen_id)}/{sanitize_key(scanner)}/{mag}"
 
     def _read_info(self, key: str) -> SlideInfo | None:
-        """Metadata at ``key``; ``None`` if nothing is there, an incomplete
-        record if something is there whose metadata cannot be read.
+        """Metadata at ``key``.
+
+        ``None`` if nothing is there; an incomplete record if something is
+        there whose metadata cannot be read (an interrupted write).
         """
         try:
             attrs = dict(self._root[key].attrs)
@@ -406,8 +409,10 @@ class FeatureStore:
         return infos
 
     def _children(self, path: str) -> list[str]:
-        """Sorted child group names; falls back to the directory listing when a
-        child's metadata is unreadable (an interrupted write on a local store).
+        """Sorted child group names.
+
+        Falls back to the directory listing when a child's metadata is
+        unreadable (an interrupted write on a local store).
         """
         try:
             group = self._root[path] if path else self._root
@@ -465,7 +470,7 @@ class FeatureStore:
 
     def to_dataframe(self) -> pd.DataFrame:
         """The slide table as a pandas DataFrame (one row per complete slide)."""
-        import pandas as pd
+        import pandas as pd  # noqa: PLC0415 - optional, pulled in by tiatoolbox
 
         rows = []
         for info in self.slides():
@@ -569,13 +574,13 @@ class FeatureStore:
                 existing, specimen_id, scanner, magnification
             ):
                 msg = (
-                    f"key collision: slide ({specimen_id!r}, {scanner!r}, {magnification!r}) maps to "
-                    f"{key!r}, which holds ({existing.specimen_id!r}, {existing.scanner!r}, "
-                    f"{existing.magnification!r})."
+                    f"key collision: slide ({specimen_id!r}, {scanner!r}, {magnification!r}) "
+                    f"maps to {key!r}, which holds ({existing.specimen_id!r}, "
+                    f"{existing.scanner!r}, {existing.magnification!r})."
                 )
                 raise ValueError(msg)
             if existing.complete and not overwrite:
-                msg = f"slide {key!r} already exists in {self.path}; pass overwrite=True to replace it."
+                msg = f"slide {key!r} already exists in {self.path}; pass overwrite=True."
                 raise ValueError(msg)
         self._delete_key(key)  # an interrupted write (or the slide being overwritten)
 
@@ -600,10 +605,8 @@ class FeatureStore:
 
     def _delete_key(self, key: str) -> None:
         """Delete whatever is stored at ``key`` (no error when nothing is)."""
-        try:
+        with contextlib.suppress(KeyError, FileNotFoundError):
             del self._root[key]
-        except (KeyError, FileNotFoundError):
-            pass
         folder = self.path / key
         if folder.is_dir():  # leftovers whose metadata zarr could not parse
             shutil.rmtree(folder)
@@ -721,8 +724,9 @@ class BagDataset(Dataset):
         )
         if not self.slides:
             msg = (
-                f"No complete slide in {self.store.path} matches split={split!r}, scanners={scanners!r}, "
-                f"specimens={specimens!r}, magnifications={magnifications!r}."
+                f"No complete slide in {self.store.path} matches split={split!r}, "
+                f"scanners={scanners!r}, specimens={specimens!r}, "
+                f"magnifications={magnifications!r}."
             )
             raise ValueError(msg)
         if max_instances is not None and (isinstance(max_instances, bool) or max_instances < 1):
@@ -812,6 +816,29 @@ def collate_bags(batch: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 # ---------------------------------------------------------------------------
 # ScanGen sampler and splits
 # ---------------------------------------------------------------------------
+def _check_batch_sizes(
+    batch_size: int, specimens_per_batch: int | None, scanners_per_specimen: int
+) -> int:
+    """Validate the sampler's sizes; return ``specimens_per_batch``."""
+    if scanners_per_specimen < 2:
+        msg = (
+            f"scanners_per_specimen must be >= 2 for attraction pairs, got {scanners_per_specimen}."
+        )
+        raise ValueError(msg)
+    if specimens_per_batch is None:
+        specimens_per_batch = batch_size // scanners_per_specimen
+    if specimens_per_batch < 2:
+        msg = f"specimens_per_batch must be >= 2 for repulsion pairs, got {specimens_per_batch}."
+        raise ValueError(msg)
+    if batch_size != specimens_per_batch * scanners_per_specimen:
+        msg = (
+            f"batch_size ({batch_size}) must equal specimens_per_batch ({specimens_per_batch}) "
+            f"x scanners_per_specimen ({scanners_per_specimen})."
+        )
+        raise ValueError(msg)
+    return specimens_per_batch
+
+
 class ScanGenBatchSampler(Sampler[list[int]]):
     """Batches of slide indices that always contain ScanGen pairs.
 
@@ -863,24 +890,14 @@ class ScanGenBatchSampler(Sampler[list[int]]):
         specimens = [str(s) for s in specimen_ids]
         scanners = [str(s) for s in scanner_ids]
         if len(specimens) != len(scanners):
-            msg = f"specimen_ids ({len(specimens)}) and scanner_ids ({len(scanners)}) differ in length."
-            raise ValueError(msg)
-        if scanners_per_specimen < 2:
-            msg = f"scanners_per_specimen must be >= 2 for attraction pairs, got {scanners_per_specimen}."
-            raise ValueError(msg)
-        if specimens_per_batch is None:
-            specimens_per_batch = batch_size // scanners_per_specimen
-        if specimens_per_batch < 2:
             msg = (
-                f"specimens_per_batch must be >= 2 for repulsion pairs, got {specimens_per_batch}."
+                f"specimen_ids ({len(specimens)}) and scanner_ids ({len(scanners)}) "
+                "differ in length."
             )
             raise ValueError(msg)
-        if batch_size != specimens_per_batch * scanners_per_specimen:
-            msg = (
-                f"batch_size ({batch_size}) must equal specimens_per_batch ({specimens_per_batch}) "
-                f"x scanners_per_specimen ({scanners_per_specimen})."
-            )
-            raise ValueError(msg)
+        specimens_per_batch = _check_batch_sizes(
+            batch_size, specimens_per_batch, scanners_per_specimen
+        )
         self.batch_size = batch_size
         self.specimens_per_batch = specimens_per_batch
         self.scanners_per_specimen = scanners_per_specimen
@@ -896,8 +913,9 @@ class ScanGenBatchSampler(Sampler[list[int]]):
         )
         if len(self.eligible) < specimens_per_batch:
             msg = (
-                f"The pool cannot fill a ScanGen batch: {len(self.eligible)} specimen(s) are scanned by "
-                f">= {scanners_per_specimen} scanners, {specimens_per_batch} are needed per batch."
+                f"The pool cannot fill a ScanGen batch: {len(self.eligible)} specimen(s) are "
+                f"scanned by >= {scanners_per_specimen} scanners, {specimens_per_batch} are "
+                "needed per batch."
             )
             raise ValueError(msg)
         by_scanner: dict[str, list[str]] = defaultdict(list)
@@ -907,8 +925,8 @@ class ScanGenBatchSampler(Sampler[list[int]]):
         self._anchors = {s: sorted(ps) for s, ps in sorted(by_scanner.items()) if len(ps) >= 2}
         if not self._anchors:
             msg = (
-                "The pool cannot give repulsion pairs: no scanner has scanned two or more specimens "
-                f"that are each scanned by >= {scanners_per_specimen} scanners."
+                "The pool cannot give repulsion pairs: no scanner has scanned two or more "
+                f"specimens that are each scanned by >= {scanners_per_specimen} scanners."
             )
             raise ValueError(msg)
         if num_batches is None:
@@ -1007,7 +1025,8 @@ def split_specimens(
         defaults = {2: ["train", "test"], 3: ["train", "val", "test"]}
         names = defaults.get(len(values), [f"split{i}" for i in range(len(values))])
     if not values or any(v < 0 for v in values) or not math.isclose(sum(values), 1.0, abs_tol=1e-6):
-        msg = f"fractions must be non-negative and sum to 1, got {dict(zip(names, values, strict=True))}."
+        given = dict(zip(names, values, strict=True))
+        msg = f"fractions must be non-negative and sum to 1, got {given}."
         raise ValueError(msg)
     strata: dict[object, set[str]] = defaultdict(set)
     if labels is None:
@@ -1019,7 +1038,10 @@ def split_specimens(
         label_of: dict[str, object] = {}
         for specimen, label in zip(ids, labels, strict=True):
             if label_of.setdefault(specimen, label) != label:
-                msg = f"specimen {specimen!r} has conflicting labels {label_of[specimen]!r} and {label!r}."
+                msg = (
+                    f"specimen {specimen!r} has conflicting labels "
+                    f"{label_of[specimen]!r} and {label!r}."
+                )
                 raise ValueError(msg)
         for specimen, label in label_of.items():
             strata[label].add(specimen)

@@ -331,6 +331,7 @@ class SyntheticFeatureWorld:
         self,
         n_specimens: int,
         patches_per_slide: int | tuple[int, int] = 64,
+        *,
         scanners: Sequence[str] | None = None,
         scanners_per_specimen: int | None = None,
         magnifications: Sequence[str] | None = None,
@@ -372,7 +373,10 @@ class SyntheticFeatureWorld:
             else patches_per_slide
         )
         if not 1 <= low <= high:
-            msg = f"patches_per_slide must be >= 1 (or a range low <= high), got {patches_per_slide!r}."
+            msg = (
+                "patches_per_slide must be >= 1 (or a range low <= high), "
+                f"got {patches_per_slide!r}."
+            )
             raise ValueError(msg)
         pool = list(self.scanners if scanners is None else scanners)
         unknown = [s for s in pool if s not in self.scanner_gains]

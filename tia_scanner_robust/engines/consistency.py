@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import math
 import platform
 import shutil
@@ -312,6 +313,7 @@ class EvaluationResult:
 # --------------------------------------------------------------------------- #
 # Engines
 # --------------------------------------------------------------------------- #
+@functools.cache
 def _feature_extractor_class() -> type:
     """``DeepFeatureExtractor`` whose model outputs work in both modes.
 
@@ -1338,10 +1340,9 @@ class ScannerConsistencyEvaluator:
         shutil.rmtree(work, ignore_errors=True)
         return paths
 
-    def _wsi_image(
-        self, sample: PairedSample, handle: _wsi.RegionHandle, shape: tuple[int, int]
-    ) -> np.ndarray:
-        """RGB view of a sample matching a prediction crop of ``shape``."""
+    @staticmethod
+    def _wsi_image(sample: PairedSample, shape: tuple[int, int] | None = None) -> np.ndarray:
+        """RGB view of a sample (its region, or a thumbnail), resized to ``shape`` if given."""
         from tia_scanner_robust.data.paired import load_sample_image  # noqa: PLC0415
 
         if sample.region is not None:
@@ -1352,11 +1353,12 @@ class ScannerConsistencyEvaluator:
             reader = WSIReader.open(sample.path)
             width, height = (int(v) for v in reader.info.slide_dimensions)
             scale = min(1.0, _EXAMPLE_SIDE / max(width, height))
-            image = reader.read_bounds((0, 0, width, height), resolution=scale, units="baseline")[
-                ..., :3
-            ]
-        del handle
-        return _resize(np.ascontiguousarray(image), shape, nearest=False)
+            bounds = (0, 0, width, height)
+            image = reader.read_bounds(bounds, resolution=scale, units="baseline")[..., :3]
+        image = np.ascontiguousarray(image)
+        if shape is None:
+            return _downsample(image, nearest=False)
+        return _resize(image, shape, nearest=False)
 
     def _wsi_examples(
         self,
@@ -1381,7 +1383,7 @@ class ScannerConsistencyEvaluator:
                     np.int64
                 )
                 sample = collection.get(spec, scanner, mag)
-                images.append(self._wsi_image(sample, handle, pred.shape))
+                images.append(self._wsi_image(sample, pred.shape))
                 preds.append(pred)
                 captions.append(f"{scanner}: {self._caption({'predictions': pred})}")
             examples.append(
@@ -1394,7 +1396,6 @@ class ScannerConsistencyEvaluator:
     def _wsi_examples_vectors(
         self, collection: PairedCollection, result: EvaluationResult
     ) -> list[ExamplePair]:
-        from tia_scanner_robust.data.paired import load_sample_image  # noqa: PLC0415
 
         examples = []
         groups = collection.groups
@@ -1404,11 +1405,7 @@ class ScannerConsistencyEvaluator:
             images, captions = [], []
             for scanner in pair:
                 sample = collection.get(spec, scanner, mag)
-                if sample.region is not None:
-                    image = load_sample_image(sample)
-                else:
-                    image = self._wsi_image(sample, None, (_EXAMPLE_SIDE, _EXAMPLE_SIDE))  # type: ignore[arg-type]
-                images.append(_downsample(image, nearest=False))
+                images.append(self._wsi_image(sample))
                 vector = result.outputs[scanner][index] if result.outputs else None
                 captions.append(
                     f"{scanner}: {self._caption({key: vector})}" if vector is not None else scanner

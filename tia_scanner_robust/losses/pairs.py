@@ -73,7 +73,10 @@ def encode_ids(
         ids = torch.from_numpy(ids.astype(np.int64, copy=False))
     if isinstance(ids, torch.Tensor):
         if ids.dtype.is_floating_point or ids.dtype == torch.bool or ids.is_complex():
-            msg = f"{name} must hold integer ids (or be a sequence of str/int), got dtype {ids.dtype}."
+            msg = (
+                f"{name} must hold integer ids (or be a sequence of str/int), "
+                f"got dtype {ids.dtype}."
+            )
             raise TypeError(msg)
         if ids.ndim != 1:
             msg = f"{name} must be one-dimensional, got shape {tuple(ids.shape)}."

@@ -213,30 +213,36 @@ def scangen_loss(
     if attract.shape[0] != embeddings.shape[0]:
         msg = f"got {attract.shape[0]} ids for {embeddings.shape[0]} embeddings."
         raise ValueError(msg)
-    distance = cosine_distance_matrix(embeddings, eps)
-    hinge = (margin - distance).clamp_min(0.0)
+    unit = F.normalize(embeddings, p=2.0, dim=1, eps=eps)
+    cos = unit @ unit.T
+    # d = 1 - cos and max(0, m - d) = max(0, cos - (1 - m)); torch.where keeps the
+    # masked-out entries (and their gradients) at exactly zero without float masks.
+    attract_values = 1.0 - cos
+    repel_values = (cos - (1.0 - margin)).clamp_min(0.0)
     if squared:
-        attract_values, repel_values = distance.square(), hinge.square()
-    else:
-        attract_values, repel_values = distance, hinge
-    dtype = distance.dtype
+        attract_values, repel_values = attract_values.square(), repel_values.square()
+    else:  # rounding can give cos slightly above 1: keep d >= 0 in the plain form
+        attract_values = attract_values.clamp_min(0.0)
     n_attract = attract.sum()
     n_repel = repel.sum()
     # clamp: an empty batch divides 0 by 1, keeping a (zero) gradient path.
-    n_total = (n_attract + n_repel).clamp_min(1).to(dtype)
-    attract_term = alpha * (attract_values * attract.to(dtype)).sum() / n_total
-    repel_term = (1.0 - alpha) * (repel_values * repel.to(dtype)).sum() / n_total
+    n_total = (n_attract + n_repel).clamp_min(1).to(cos.dtype)
+    attract_term = alpha * torch.where(attract, attract_values, 0.0).sum() / n_total
+    repel_term = (1.0 - alpha) * torch.where(repel, repel_values, 0.0).sum() / n_total
     loss = attract_term + repel_term
     if not return_stats:
         return loss
     with torch.no_grad():
+        distance = (1.0 - cos).clamp(0.0, 2.0)
         n_p, n_n = int(n_attract), int(n_repel)
         stats = ScanGenStats(
             n_attract=n_p,
             n_repel=n_n,
             mean_attract_distance=float(distance[attract].mean()) if n_p else math.nan,
             mean_repel_distance=float(distance[repel].mean()) if n_n else math.nan,
-            active_repel_fraction=float((distance[repel] < margin).float().mean()) if n_n else math.nan,
+            active_repel_fraction=float((distance[repel] < margin).float().mean())
+            if n_n
+            else math.nan,
             attract_term=float(attract_term),
             repel_term=float(repel_term),
             loss=float(loss),

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812 - the usual torch alias
 from torch import nn
+from tqdm.auto import tqdm
 
 from tia_scanner_robust.seeding import make_rng
 
@@ -196,7 +197,9 @@ def subsample_mask(
             msg = f"n_keep must hold {mask.shape[0]} positive counts, got {n_keep.tolist()}."
             raise ValueError(msg)
     else:
-        counts = torch.full((mask.shape[0], 1), _check_positive_int(n_keep, "n_keep"), device=mask.device)
+        counts = torch.full(
+            (mask.shape[0], 1), _check_positive_int(n_keep, "n_keep"), device=mask.device
+        )
     ranks = _random_order(mask, generator).argsort(dim=1)
     return (ranks < counts) & mask
 
@@ -391,13 +394,19 @@ class GAPAggregator(MILAggregator):
         super().__init__(in_dim, num_classes)
         self.classifier = _classifier(self.in_dim, self.num_classes, hidden_dim, dropout)
 
-    def forward(self, features: torch.Tensor, mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def forward(
+        self, features: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
         """Pool and classify; see the class docstring for the output keys."""
         mask = self._check(features, mask)
         embedding = masked_mean(features, mask)
         weights = mask.to(features.dtype)
         attention = weights / weights.sum(dim=1, keepdim=True)
-        return {"logits": self.classifier(embedding), "attention": attention, "embedding": embedding}
+        return {
+            "logits": self.classifier(embedding),
+            "attention": attention,
+            "embedding": embedding,
+        }
 
 
 class ABMILAggregator(MILAggregator):
@@ -438,9 +447,13 @@ class ABMILAggregator(MILAggregator):
         self.attention_v = nn.Linear(self.in_dim, attention_dim)
         self.attention_u = nn.Linear(self.in_dim, attention_dim) if gated else None
         self.attention_w = nn.Linear(attention_dim, 1)
-        self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(self.in_dim, self.num_classes))
+        self.classifier = nn.Sequential(
+            nn.Dropout(dropout), nn.Linear(self.in_dim, self.num_classes)
+        )
 
-    def forward(self, features: torch.Tensor, mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def forward(
+        self, features: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
         """Attention-pool and classify; see the class docstring."""
         mask = self._check(features, mask)
         hidden = torch.tanh(self.attention_v(features))
@@ -449,7 +462,11 @@ class ABMILAggregator(MILAggregator):
         scores = self.attention_w(hidden).squeeze(-1)
         attention = masked_softmax(scores, mask, dim=1)
         embedding = torch.einsum("bn,bnd->bd", attention, features)
-        return {"logits": self.classifier(embedding), "attention": attention, "embedding": embedding}
+        return {
+            "logits": self.classifier(embedding),
+            "attention": attention,
+            "embedding": embedding,
+        }
 
 
 class DSMILAggregator(MILAggregator):
@@ -518,7 +535,9 @@ class DSMILAggregator(MILAggregator):
         )
         self.bag_classifier = nn.Conv1d(self.num_classes, self.num_classes, kernel_size=self.in_dim)
 
-    def forward(self, features: torch.Tensor, mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def forward(
+        self, features: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
         """Run both streams; see the class docstring for the output keys."""
         mask = self._check(features, mask)
         instance_logits = self.instance_classifier(features)
@@ -614,6 +633,7 @@ class SlotMILAggregator(MILAggregator):
         self,
         in_dim: int,
         num_classes: int = 2,
+        *,
         num_slots: int = 16,
         num_heads: int = 4,
         hidden_dim: int | None = None,
@@ -624,7 +644,9 @@ class SlotMILAggregator(MILAggregator):
         super().__init__(in_dim, num_classes)
         self.num_slots = _check_positive_int(num_slots, "num_slots")
         self.num_heads = _check_positive_int(num_heads, "num_heads")
-        self.hidden_dim = self.in_dim if hidden_dim is None else _check_positive_int(hidden_dim, "hidden_dim")
+        self.hidden_dim = (
+            self.in_dim if hidden_dim is None else _check_positive_int(hidden_dim, "hidden_dim")
+        )
         if self.hidden_dim % self.num_heads:
             msg = f"num_heads ({self.num_heads}) must divide hidden_dim ({self.hidden_dim})."
             raise ValueError(msg)
@@ -632,7 +654,10 @@ class SlotMILAggregator(MILAggregator):
             (isinstance(subsample, float) and 0.0 < subsample <= 1.0)
             or (isinstance(subsample, int) and not isinstance(subsample, bool) and subsample >= 1)
         ):
-            msg = f"subsample must be None, a fraction in (0, 1] or a positive int, got {subsample!r}."
+            msg = (
+                "subsample must be None, a fraction in (0, 1] or a positive int, "
+                f"got {subsample!r}."
+            )
             raise ValueError(msg)
         self.subsample = subsample
         self.eps = float(eps)
@@ -685,7 +710,9 @@ class SlotMILAggregator(MILAggregator):
         attention = torch.softmax(scores, dim=2)  # slots compete for each instance
         attention = (attention + self.eps) * mask[:, None, None, :].to(attention.dtype)
         attention = attention / attention.sum(dim=-1, keepdim=True)  # weighted mean over instances
-        updates = torch.einsum("bhsn,bnhd->bshd", attention, values).reshape(batch, self.num_slots, -1)
+        updates = torch.einsum("bhsn,bnhd->bshd", attention, values).reshape(
+            batch, self.num_slots, -1
+        )
         slots = init + self.to_out(updates)
         slots = slots + self.mlp(self.norm_mlp(slots))
         return slots, attention.mean(dim=1), mask
@@ -698,7 +725,9 @@ class SlotMILAggregator(MILAggregator):
 
         """
         query = self.pool_query.expand(slots.shape[0], -1, -1)
-        pooled, weights = self.pool(query, slots, slots, need_weights=True, average_attn_weights=True)
+        pooled, weights = self.pool(
+            query, slots, slots, need_weights=True, average_attn_weights=True
+        )
         embedding = pooled.squeeze(1)
         return self.classifier(embedding), weights.squeeze(1), embedding
 
@@ -727,6 +756,7 @@ class SlotMILAggregator(MILAggregator):
         features: torch.Tensor,
         mask: torch.Tensor | None,
         targets: torch.Tensor,
+        *,
         alpha: float = 1.0,
         rng: int | np.random.Generator | None = None,
         generator: torch.Generator | None = None,
@@ -765,7 +795,10 @@ class SlotMILAggregator(MILAggregator):
         elif targets.ndim == 2 and targets.shape[1] == self.num_classes:
             soft = targets.to(slots.dtype)
         else:
-            msg = f"targets must have shape (B,) or (B, {self.num_classes}), got {tuple(targets.shape)}."
+            msg = (
+                f"targets must have shape (B,) or (B, {self.num_classes}), "
+                f"got {tuple(targets.shape)}."
+            )
             raise ValueError(msg)
         if soft.shape[0] != batch:
             msg = f"targets has {soft.shape[0]} rows for a batch of {batch} bags."
@@ -850,11 +883,11 @@ class MILModel(nn.Module):
         feature_dim: int,
         num_classes: int = 2,
         aggregator: str = "gap",
+        *,
         projection_hidden: int = 512,
         projection_out: int | None = None,
         projection_dropout: float = 0.0,
         aggregator_kwargs: Mapping[str, Any] | None = None,
-        *,
         projection: bool = True,
     ) -> None:
         super().__init__()
@@ -871,7 +904,10 @@ class MILModel(nn.Module):
         self.embedding_dim = out_dim
         self.aggregator_name = aggregator
         self.aggregator = create_aggregator(
-            aggregator, in_dim=out_dim, num_classes=self.num_classes, **dict(aggregator_kwargs or {})
+            aggregator,
+            in_dim=out_dim,
+            num_classes=self.num_classes,
+            **dict(aggregator_kwargs or {}),
         )
 
     def embed(self, features: torch.Tensor) -> torch.Tensor:
@@ -881,7 +917,9 @@ class MILModel(nn.Module):
             raise ValueError(msg)
         return self.projection(features)
 
-    def forward(self, features: torch.Tensor, mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def forward(
+        self, features: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
         """Run ``f(a(g(h)))``; the aggregator's dict plus ``projected`` ``(B, N, D')``."""
         mask = check_bags(features, mask, self.feature_dim)
         projected = self.embed(features)
@@ -898,7 +936,9 @@ class MILModel(nn.Module):
     ) -> dict[str, torch.Tensor]:
         """Slot-mixup through ``g`` (only for aggregators with ``supports_mixup``)."""
         if not self.aggregator.supports_mixup:
-            msg = f"aggregator {self.aggregator_name!r} does not support slot-mixup (use 'slotmil')."
+            msg = (
+                f"aggregator {self.aggregator_name!r} does not support slot-mixup (use 'slotmil')."
+            )
             raise ValueError(msg)
         mask = check_bags(features, mask, self.feature_dim)
         return self.aggregator.slot_mixup(self.embed(features), mask, targets, **kwargs)
@@ -942,8 +982,6 @@ class MILModel(nn.Module):
 
         iterator: Iterable[Any] = bags
         if progress:
-            from tqdm.auto import tqdm
-
             iterator = tqdm(bags, desc="predict bags", unit="bag")
         try:
             for bag in iterator:

@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from tia_scanner_robust.seeding import reseed_transform
+
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
 
@@ -59,38 +61,6 @@ def derive_seed(*keys: int) -> int:
     """
     clean = [int(k) % (2**63) for k in keys]
     return int(np.random.SeedSequence(clean).generate_state(1)[0])
-
-
-def reseed_transform(transform: object, seed: int) -> None:
-    """Give an albumentations transform (or Compose) one fresh random state.
-
-    All nested transforms *share* one NumPy generator and one Python
-    ``random.Random`` seeded with ``seed`` (``set_random_state``). Do not use
-    albumentations' ``set_random_seed``/``Compose(seed=...)`` for this: in
-    albumentations 2.0.8 it gives every child its own generator with the
-    *same* seed, so for example a horizontal and a vertical flip with equal
-    ``p`` always fire together.
-
-    Args:
-        transform: An albumentations transform or composition; objects
-            without ``set_random_state`` are left alone.
-        seed: The seed.
-
-    Examples:
-        >>> import albumentations as A, numpy as np
-        >>> t = A.ColorJitter(p=1.0)
-        >>> x = np.full((8, 8, 3), 120, np.uint8)
-        >>> reseed_transform(t, 3)
-        >>> a = t(image=x)["image"]
-        >>> reseed_transform(t, 3)
-        >>> b = t(image=x)["image"]
-        >>> bool((a == b).all())
-        True
-
-    """
-    setter = getattr(transform, "set_random_state", None)
-    if callable(setter):
-        setter(np.random.default_rng(seed), random.Random(seed))  # noqa: S311 - augmentation RNG
 
 
 # ----------------------------------------------------------------------------- RNG state
