@@ -189,6 +189,8 @@ def run_case(name: str, args: argparse.Namespace, **overrides) -> dict:
         str(args.dim),
     ]
     cmd += [
+        "--threads",
+        str(args.threads),
         "--repeats",
         str(args.repeats),
         "--naive-subset",
@@ -233,11 +235,16 @@ def main() -> None:
         "--fm-dim", type=int, default=1024, help="FM feature size for the training step"
     )
     parser.add_argument("--subsamples", type=int, nargs="+", default=[32, 64, 128, 0])
+    parser.add_argument(
+        "--threads", type=int, default=0, help="torch CPU threads (0: torch's default)"
+    )
     parser.add_argument("--write", type=Path, default=None, help="write a Markdown report here")
     parser.add_argument("--child", choices=sorted(CASES), default=None, help=argparse.SUPPRESS)
     parser.add_argument("--batch", type=int, default=1024, help=argparse.SUPPRESS)
     parser.add_argument("--n-subsample", type=int, default=-1, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     if args.child:
         print(json.dumps(CASES[args.child](args)))
         return

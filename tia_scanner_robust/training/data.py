@@ -16,6 +16,10 @@ runs, so an item's augmentation does not depend on the worker that loads it,
 on the order of loading, or on whether training was resumed; the trainer
 calls :meth:`SegmentationFolderDataset.set_epoch` at every epoch.
 
+Style transforms that read call metadata (FDA's ``metadata_key``,
+``"fda_reference"``) receive another image of the dataset, chosen from the
+same per-item seed, as their reference (as the SimCons paper does for FDA).
+
 Examples:
     >>> t = build_train_transform(crop_size=32)
     >>> import numpy as np
@@ -153,6 +157,17 @@ def build_eval_transform(crop_size: int | None = None) -> A.Compose | None:
     )
 
 
+def _metadata_keys(transform: object) -> list[str]:
+    """``metadata_key`` names used by a transform or any transform nested in it."""
+    keys: list[str] = []
+    key = getattr(transform, "metadata_key", None)
+    if isinstance(key, str):
+        keys.append(key)
+    for child in getattr(transform, "transforms", None) or []:
+        keys += [k for k in _metadata_keys(child) if k not in keys]
+    return keys
+
+
 def _list_files(folder: Path) -> dict[str, Path]:
     files: dict[str, Path] = {}
     for path in sorted(folder.iterdir()):
@@ -271,6 +286,9 @@ class SegmentationFolderDataset(torch.utils.data.Dataset):
         self.image_paths = [images[s] for s in self.stems]
         self.mask_paths = [masks[s] for s in self.stems]
         self.transform = transform
+        # Transforms reading call metadata (FDA's ``fda_reference``) get another
+        # training image as reference (the SimCons paper's FDA setting).
+        self.metadata_keys = _metadata_keys(transform)
         self.num_classes = num_classes
         self.ignore_index = ignore_index
         self.seed = int(seed)
@@ -310,11 +328,24 @@ class SegmentationFolderDataset(torch.utils.data.Dataset):
         self._check_mask(mask, index)
         return image, mask
 
+    def _references(self, index: int, item_seed: int) -> dict[str, list[np.ndarray]]:
+        """Another image of the dataset (chosen from the item's seed) per metadata key."""
+        if not self.metadata_keys:
+            return {}
+        n = len(self.stems)
+        other = index
+        if n > 1:
+            offset = int(np.random.default_rng(item_seed).integers(1, n))
+            other = (index + offset) % n
+        reference = read_rgb_image(self.image_paths[other])
+        return {key: [reference] for key in self.metadata_keys}
+
     def __getitem__(self, index: int) -> dict[str, Any]:
         image, mask = self.load(index)
         if self.transform is not None:
-            reseed_transform(self.transform, derive_seed(self.seed, self.epoch, index))
-            out = self.transform(image=image, mask=mask)
+            item_seed = derive_seed(self.seed, self.epoch, index)
+            reseed_transform(self.transform, item_seed)
+            out = self.transform(image=image, mask=mask, **self._references(index, item_seed))
             image, mask = out["image"], out["mask"]
         return {
             "image": np.ascontiguousarray(image, dtype=np.uint8),
