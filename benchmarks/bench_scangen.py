@@ -9,7 +9,8 @@
 2. Training-step overhead: one optimiser step of GAP + g with CE only versus
    CE + lambda * ScanGen (slide granularity: each ScanGen sample is the mean
    of g over ``n_subsample`` random patches of a slide), for a task batch of
-   8 bags x 512 patches and a ScanGen batch of 16 slides x 512 patches.
+   8 bags x 512 patches and a ScanGen batch of 16 slides x 512 patches
+   (``--bag-size``).
 
 Peak memory: on CUDA ``torch.cuda.max_memory_allocated``; on the CPU the
 increase of the process's peak resident set size (``ru_maxrss``) during the
@@ -148,9 +149,9 @@ def case_step(args: argparse.Namespace) -> dict:
     torch.manual_seed(0)
     model = MILModel(args.fm_dim, 2, "gap", projection_hidden=512).to(device)
     optimiser = torch.optim.Adam(model.parameters(), lr=1e-4)
-    task = torch.randn(8, 512, args.fm_dim, device=device)
+    task = torch.randn(8, args.bag_size, args.fm_dim, device=device)
     labels = torch.randint(0, 2, (8,), device=device)
-    pool = torch.randn(16, 512, args.fm_dim, device=device)
+    pool = torch.randn(16, args.bag_size, args.fm_dim, device=device)
     specimens = torch.arange(16, device=device) // 2
     scanners = torch.arange(16, device=device) % 2
     loss_fn = ScanGenLoss(0.5, 0.5)
@@ -197,6 +198,8 @@ def run_case(name: str, args: argparse.Namespace, **overrides) -> dict:
         str(args.naive_subset),
         "--fm-dim",
         str(args.fm_dim),
+        "--bag-size",
+        str(args.bag_size),
     ]
     for key, value in overrides.items():
         cmd += [f"--{key.replace('_', '-')}", str(value)]
@@ -235,6 +238,7 @@ def main() -> None:
         "--fm-dim", type=int, default=1024, help="FM feature size for the training step"
     )
     parser.add_argument("--subsamples", type=int, nargs="+", default=[32, 64, 128, 0])
+    parser.add_argument("--bag-size", type=int, default=512, help="patches per bag (step)")
     parser.add_argument(
         "--threads", type=int, default=0, help="torch CPU threads (0: torch's default)"
     )
@@ -275,8 +279,8 @@ def main() -> None:
     lines += ["", naive_note, ""]
     lines += [
         (
-            f"## Training step, GAP + g (FM D = {args.fm_dim}, hidden 512): 8 task bags x 512 "
-            "patches + ScanGen batch of 16 slides x 512 patches"
+            f"## Training step, GAP + g (FM D = {args.fm_dim}, hidden 512): 8 task bags x "
+            f"{args.bag_size} patches + ScanGen batch of 16 slides x {args.bag_size} patches"
         ),
         "",
         "| step | median (s) | ratio to CE only | peak mem (MiB) |",
@@ -289,7 +293,7 @@ def main() -> None:
     print(lines[-1], flush=True)
     for n in args.subsamples:
         res = run_case("step", args, n_subsample=n)
-        label = f"CE + ScanGen, {n if n else 512} patches/slide"
+        label = f"CE + ScanGen, {n if n else args.bag_size} patches/slide"
         lines.append(
             f"| {label} | {res['seconds']:.4f} | {res['seconds'] / base['seconds']:.2f} "
             f"| {res['memory_mib']:.0f} |"

@@ -266,3 +266,11 @@ def test_split_specimens_no_leak_and_stratified():
         split_specimens(specimens, (0.5, 0.2))
     with pytest.raises(ValueError, match="conflicting labels"):
         split_specimens(["a", "a"], (0.5, 0.5), labels=[0, 1])
+
+
+def test_existing_store_keeps_its_format(tmp_path):
+    path = tmp_path / "v2.zarr"
+    FeatureStore(path, mode="w", zarr_format=2).write_slide("P1", "AT2", np.ones((2, 3)))
+    reopened = FeatureStore(path, mode="a", zarr_format=3)  # must not start a v3 store on top
+    assert [s.key for s in reopened.slides()] == ["P1/AT2/na"]
+    assert not (path / "zarr.json").exists()

@@ -25,6 +25,9 @@ Examples:
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 from tia_scanner_robust.data.demo import (
     build_demo_dataset,
     build_paired_from_images,
@@ -55,23 +58,58 @@ from tia_scanner_robust.data.scorpion import read_scorpion
 __all__ = [
     "INCOMPLETE_POLICIES",
     "MANIFEST_COLUMNS",
+    "MISSING_LABEL",
     "AffineRegistration",
+    "BagDataset",
+    "FeatureStore",
     "PairedCollection",
     "PairedGroupDataset",
     "PairedImageDataset",
     "PairedSample",
     "RegistrationError",
+    "ScanGenBatchSampler",
+    "SlideFeatures",
+    "SlideInfo",
+    "SyntheticFeatureSet",
+    "SyntheticFeatureWorld",
     "WSIScan",
     "build_demo_dataset",
     "build_paired_from_images",
     "build_paired_from_wsis",
+    "collate_bags",
     "detect_kind",
     "estimate_affine",
+    "generate_synthetic_features",
     "load_sample_image",
     "load_sample_mask",
     "read_manifest",
     "read_scorpion",
     "read_wsi_listing",
+    "split_specimens",
     "tissue_fraction",
     "verify_images",
 ]
+
+# The feature store and synthetic features (ScanGen) resolve lazily: they
+# import zarr and torch, which the paired-data readers do not need.
+_LAZY: dict[str, str] = {
+    "FeatureStore": "features",
+    "SlideInfo": "features",
+    "SlideFeatures": "features",
+    "BagDataset": "features",
+    "collate_bags": "features",
+    "ScanGenBatchSampler": "features",
+    "split_specimens": "features",
+    "MISSING_LABEL": "features",
+    "SyntheticFeatureWorld": "synthetic_features",
+    "SyntheticFeatureSet": "synthetic_features",
+    "generate_synthetic_features": "synthetic_features",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        module = importlib.import_module(f"{__name__}.{_LAZY[name]}")
+        return getattr(module, name)
+    msg = f"module {__name__!r} has no attribute {name!r}"
+    raise AttributeError(msg)

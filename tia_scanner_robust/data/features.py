@@ -159,7 +159,17 @@ class SlideInfo:
 
 @dataclass
 class SlideFeatures:
-    """Arrays and metadata of one slide read from a :class:`FeatureStore`."""
+    """Arrays and metadata of one slide read from a :class:`FeatureStore`.
+
+    Examples:
+        >>> import tempfile
+        >>> store = FeatureStore(tempfile.mkdtemp() + "/f.zarr")
+        >>> _ = store.write_slide("P1", "AT2", np.ones((2, 3)), np.zeros((2, 4)), label=1)
+        >>> slide = store.read_slide("P1", "AT2")
+        >>> slide.features.shape, slide.coordinates.shape, slide.info.label
+        ((2, 3), (2, 4), 1)
+
+    """
 
     features: np.ndarray
     coordinates: np.ndarray | None
@@ -243,7 +253,8 @@ class FeatureStore:
     def _open(self, mode: str) -> Any:
         zarr, is_zarr3 = _zarr()
         kwargs: dict[str, Any] = {}
-        if is_zarr3 and self.zarr_format is not None and mode in ("w", "w-", "a"):
+        creating = mode in ("w", "w-") or (mode == "a" and not self.path.exists())
+        if is_zarr3 and self.zarr_format is not None and creating:  # existing stores keep theirs
             kwargs["zarr_format"] = self.zarr_format
         try:
             root = zarr.open_group(str(self.path), mode=mode, **kwargs)
@@ -794,6 +805,19 @@ def collate_bags(batch: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         tensor (int64 for class indices, float32 if any label is a float), and
         lists ``specimen_id``, ``scanner``, ``magnification``, ``key``,
         ``index``.
+
+    Examples:
+        >>> items = [
+        ...     {"features": torch.ones(2, 3), "label": 1},
+        ...     {"features": torch.ones(4, 3), "label": 0},
+        ... ]
+        >>> batch = collate_bags(items)
+        >>> (
+        ...     tuple(batch["features"].shape),
+        ...     batch["mask"].sum(dim=1).tolist(),
+        ...     batch["label"].tolist(),
+        ... )
+        ((2, 4, 3), [2, 4], [1, 0])
 
     """
     if not batch:

@@ -86,6 +86,14 @@ class SyntheticFeatureSet:
         specimen_content: ``{specimen_id: c_p}`` latent content vectors.
         world: The world that generated the slides.
 
+    Examples:
+        >>> data = SyntheticFeatureWorld(feature_dim=8, scanners=("A", "B"), seed=0).sample(
+        ...     3, 4, seed=1
+        ... )
+        >>> test = data.subset([i for i, s in enumerate(data.specimen_ids) if s == "S0002"])
+        >>> test.scanners, test.slide_means().shape
+        (['A', 'B'], (2, 8))
+
     """
 
     features: list[np.ndarray]

@@ -78,6 +78,8 @@ def check_bags(
     features: torch.Tensor,
     mask: torch.Tensor | None = None,
     in_dim: int | None = None,
+    *,
+    check_empty: bool = True,
 ) -> torch.Tensor:
     """Validate a padded batch of bags and return its boolean mask.
 
@@ -86,6 +88,8 @@ def check_bags(
         mask: ``(B, N)`` mask, True for real instances; ``None`` means all
             instances are real. Non-boolean masks are compared with zero.
         in_dim: Expected feature size ``D`` (not checked when ``None``).
+        check_empty: Check that every bag has a real instance (this reads the
+            mask back from the device: one synchronisation on a GPU).
 
     Returns:
         The mask as a ``torch.bool`` tensor on the features' device.
@@ -113,6 +117,7 @@ def check_bags(
     batch, n_instances = features.shape[:2]
     if mask is None:
         mask = torch.ones(batch, n_instances, dtype=torch.bool, device=features.device)
+        check_empty = False  # all real: nothing to read back
     else:
         if not isinstance(mask, torch.Tensor):
             mask = torch.as_tensor(mask)
@@ -122,7 +127,7 @@ def check_bags(
         mask = mask.to(device=features.device)
         if mask.dtype != torch.bool:
             mask = mask != 0
-    if n_instances == 0 or not bool(mask.any(dim=1).all()):
+    if n_instances == 0 or (check_empty and not bool(mask.any(dim=1).all())):
         msg = "every bag needs at least one real instance (mask has an all-False row)."
         raise ValueError(msg)
     return mask
@@ -335,6 +340,15 @@ class MILAggregator(nn.Module):
     Args:
         in_dim: Instance feature size ``D``.
         num_classes: Number of output logits ``C``.
+
+    Examples:
+        >>> class MaxPool(MILAggregator):
+        ...     def forward(self, features, mask=None):
+        ...         mask = self._check(features, mask)
+        ...         pooled = features.masked_fill(~mask[..., None], float("-inf")).amax(dim=1)
+        ...         return {"logits": pooled[:, : self.num_classes], "embedding": pooled}
+        >>> MaxPool(4)(torch.randn(2, 3, 4))["logits"].shape
+        torch.Size([2, 2])
 
     """
 
@@ -921,7 +935,9 @@ class MILModel(nn.Module):
         self, features: torch.Tensor, mask: torch.Tensor | None = None
     ) -> dict[str, torch.Tensor]:
         """Run ``f(a(g(h)))``; the aggregator's dict plus ``projected`` ``(B, N, D')``."""
-        mask = check_bags(features, mask, self.feature_dim)
+        mask = check_bags(
+            features, mask, self.feature_dim, check_empty=False
+        )  # the aggregator does
         projected = self.embed(features)
         outputs = dict(self.aggregator(projected, mask))
         outputs["projected"] = projected
