@@ -60,6 +60,21 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "demo",
         "End-to-end demo: paired set, baseline vs SimCons training, evaluation, report.",
     ),
+    "extract-features": (
+        "tia_scanner_robust.cli.extract_features",
+        "extract_features",
+        "Foundation-model patch features of a manifest's slides into a zarr feature store.",
+    ),
+    "train-mil": (
+        "tia_scanner_robust.cli.train_mil",
+        "train_mil",
+        "Train a MIL classifier on a feature store, baseline or with the ScanGen loss.",
+    ),
+    "benchmark-fm": (
+        "tia_scanner_robust.cli.benchmark_fm",
+        "benchmark_fm",
+        "Table of AUC and scanner/magnification CoV per feature extractor, without/with ScanGen.",
+    ),
 }
 
 
