@@ -63,6 +63,7 @@ __all__ = ["demo"]
 )
 @click.option("--no-progress", is_flag=True, help="Hide the progress bars.")
 def demo(
+    *,
     out_dir: Path,
     quick: bool,
     steps: int | None,

@@ -1,4 +1,4 @@
-"""``tia-scanner-robust train``: train a segmentation model from a YAML config.
+r"""``tia-scanner-robust train``: train a segmentation model from a YAML config.
 
 A thin wrapper over :func:`~tia_scanner_robust.training.trainer.build_trainer`
 and :meth:`~tia_scanner_robust.training.trainer.Trainer.fit`: read the config
@@ -18,7 +18,7 @@ Examples:
 
     On the command line::
 
-        tia-scanner-robust train --config fda_simcons --train-dir data/train \\
+        tia-scanner-robust train --config fda_simcons --train-dir data/train \
             --val-dir data/val --output-dir runs/fda_simcons
         tia-scanner-robust train --config my_experiment.yaml --resume auto
 
@@ -134,6 +134,7 @@ def _overrides(
     help="List the shipped configs and exit.",
 )
 def train(
+    *,
     config_spec: str | None,
     resume: str | None,
     output_dir: Path | None,

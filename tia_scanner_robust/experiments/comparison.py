@@ -16,7 +16,11 @@ Examples:
     ...         {"label": "A", "paired_dice_avg": 0.9, "paired_dice_min": 0.7, "task_dice": 0.8},
     ...     ]
     ... )
-    >>> rows[0]["n"], round(rows[0]["paired_dice_avg_mean"], 3), round(rows[0]["paired_dice_avg_std"], 3)
+    >>> (
+    ...     rows[0]["n"],
+    ...     round(rows[0]["paired_dice_avg_mean"], 3),
+    ...     round(rows[0]["paired_dice_avg_std"], 3),
+    ... )
     (2, 0.85, 0.05)
     >>> print(records_markdown(rows).splitlines()[2])
     | A | 2 | 85.00 +- 5.00 | 65.00 +- 5.00 | 75.00 +- 5.00 |
@@ -64,7 +68,8 @@ body { font-family: -apple-system, 'Segoe UI', Roboto, Helvetica, Arial, sans-se
        color: #1d2330; background: #f4f6f9; margin: 0; }
 main { max-width: 1180px; margin: 0 auto; padding: 24px 28px 48px; background: #fff; }
 h1 { font-size: 1.6em; margin: 0 0 4px; }
-h2 { font-size: 1.25em; margin: 30px 0 10px; padding-bottom: 4px; border-bottom: 2px solid #e3e7ee; }
+h2 { font-size: 1.25em; margin: 30px 0 10px; padding-bottom: 4px;
+     border-bottom: 2px solid #e3e7ee; }
 p.meta { color: #5b6475; margin: 0 0 18px; }
 table { border-collapse: collapse; width: 100%; margin: 8px 0 14px; font-size: 0.92em; }
 th, td { border-bottom: 1px solid #e3e7ee; padding: 6px 8px; text-align: right; }
@@ -183,11 +188,11 @@ def plot_variant_bars(
     for i, (key, name) in enumerate(metrics.items()):
         means = np.array([r.get(f"{key}_mean", np.nan) for r in rows], dtype=float)
         stds = np.array([r.get(f"{key}_std", 0.0) for r in rows], dtype=float)
-        ax.bar(x + (i - (len(metrics) - 1) / 2) * width, means, width, yerr=stds, capsize=3, label=name)
+        ax.bar(
+            x + (i - (len(metrics) - 1) / 2) * width, means, width, yerr=stds, capsize=3, label=name
+        )
     ax.set_xticks(x, labels, rotation=30, ha="right")
-    finite = [
-        r.get(f"{k}_mean") for r in rows for k in metrics if r.get(f"{k}_mean") is not None
-    ]
+    finite = [r.get(f"{k}_mean") for r in rows for k in metrics if r.get(f"{k}_mean") is not None]
     finite = [v for v in finite if math.isfinite(v)]
     low = max(0.0, min(finite) - 0.1) if finite else 0.0
     ax.set_ylim(low, 1.0)
@@ -223,7 +228,10 @@ def plot_lambda_sweep(
     """
     from tia_scanner_robust.report.figures import save_figure  # noqa: PLC0415
 
-    metrics = dict(metrics or {"paired_dice_min": METRICS["paired_dice_min"], "task_dice": METRICS["task_dice"]})
+    metrics = dict(
+        metrics
+        or {"paired_dice_min": METRICS["paired_dice_min"], "task_dice": METRICS["task_dice"]}
+    )
     order = np.argsort(np.asarray(lams, dtype=float))
     x = np.asarray(lams, dtype=float)[order]
     fig = _figure(6.0, 4.0)
@@ -257,11 +265,15 @@ def _fmt(value: Any, digits: int = 4) -> str:
     return html.escape(str(value))
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]], best: set[int] | None = None) -> str:
+def _table(
+    header: Sequence[str], rows: Sequence[Sequence[str]], best: set[int] | None = None
+) -> str:
     best = best or set()
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join(
-        ("<tr class='best'>" if i in best else "<tr>") + "".join(f"<td>{c}</td>" for c in row) + "</tr>"
+        ("<tr class='best'>" if i in best else "<tr>")
+        + "".join(f"<td>{c}</td>" for c in row)
+        + "</tr>"
         for i, row in enumerate(rows)
     )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
@@ -279,7 +291,8 @@ def write_comparison_report(
     """Write ``report.json``, the figures and a self-contained ``report.html``.
 
     Args:
-        evaluations: Label -> :class:`~tia_scanner_robust.experiments.simcons_demo.VariantEvaluation`.
+        evaluations: Label -> evaluation
+            (:class:`~tia_scanner_robust.experiments.simcons_demo.VariantEvaluation`).
         out_dir: Destination folder.
         settings: Run settings recorded in the JSON and shown in the page.
         training: Label -> training summary (steps, seconds, best validation Dice).
@@ -309,7 +322,9 @@ def write_comparison_report(
         paths[f"pair_matrix_{label}"] = plot_pair_matrix(
             ev.pair_consistency(),
             out / f"pair_matrix_{slug}.png",
-            title=f"{label}: paired Dice avg {ev.paired_dice_avg:.3f}, min {ev.paired_dice_min:.3f}",
+            title=(
+                f"{label}: paired Dice avg {ev.paired_dice_avg:.3f}, min {ev.paired_dice_min:.3f}"
+            ),
             dpi=dpi,
         )
     rows = [
@@ -317,7 +332,9 @@ def write_comparison_report(
         for label, ev in evaluations.items()
     ]
     agg = aggregate_records(rows)
-    paths["bars"] = plot_variant_bars(agg, out / "variants.png", title="Paired and task Dice", dpi=dpi)
+    paths["bars"] = plot_variant_bars(
+        agg, out / "variants.png", title="Paired and task Dice", dpi=dpi
+    )
 
     payload = {
         "version": COMPARISON_VERSION,

@@ -58,8 +58,21 @@ def _config_folder() -> Path:
     return Path(str(importlib.resources.files("tia_scanner_robust") / "configs"))
 
 
+def _is_trainer_config(text: str) -> bool:
+    """Whether a YAML text has only the sections of an ``ExperimentConfig``."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return False
+    return isinstance(data, dict) and set(data) <= set(_SECTIONS)
+
+
 def list_configs() -> dict[str, str]:
-    """Shipped config names mapped to their one-line description (the file's first comment).
+    """Shipped trainer config names mapped to their one-line description (first comment).
+
+    Only configs of the segmentation trainer (sections ``trainer``, ``model``,
+    ``data``, ``hooks``) are listed; the folder may hold configs of other
+    commands (e.g. the MIL configs of ``train-mil``).
 
     Examples:
         >>> "baseline" in list_configs() and "randstainna_simcons" in list_configs()
@@ -68,7 +81,10 @@ def list_configs() -> dict[str, str]:
     """
     out: dict[str, str] = {}
     for path in sorted(_config_folder().glob("*.yaml")):
-        first = path.read_text(encoding="utf-8").splitlines()[:1]
+        text = path.read_text(encoding="utf-8")
+        if not _is_trainer_config(text):
+            continue
+        first = text.splitlines()[:1]
         line = first[0] if first else ""
         out[path.stem] = line.lstrip("#").strip() if line.startswith("#") else ""
     return out
@@ -88,7 +104,7 @@ def config_path(name: str) -> Path:
     names = list_configs()
     key = str(name).removesuffix(".yaml")
     if key not in names:
-        msg = f"Unknown shipped config {name!r}; valid names: {', '.join(names)}."
+        msg = f"Unknown shipped trainer config {name!r}; valid names: {', '.join(names)}."
         raise ValueError(msg)
     return _config_folder() / f"{key}.yaml"
 
@@ -114,6 +130,12 @@ def resolve_config(spec: str | Path) -> Path:
     names = list_configs()
     if key in names:
         return config_path(key)
+    if (_config_folder() / f"{key}.yaml").is_file():
+        msg = (
+            f"Shipped config {key!r} is not a segmentation-trainer config (it belongs to "
+            f"another command); trainer configs: {', '.join(names)}."
+        )
+        raise FileNotFoundError(msg)
     msg = (
         f"Config {str(spec)!r} is neither a file nor a shipped config; "
         f"shipped configs: {', '.join(names)}."

@@ -21,7 +21,8 @@ The pipeline behind ``tia-scanner-robust demo`` and
    and ``tia-scanner-robust train`` read.
 2. :func:`demo_config` takes a shipped config (``baseline``,
    ``colorjitter_simcons``...) and applies the light demo model (Unet with a
-   ResNet18 encoder, 128-px crops, cosine schedule, ``max_steps`` steps);
+   ResNet18 encoder of depth 4, 128-px crops, cosine schedule, ``max_steps``
+   steps);
    :func:`train_variant` trains it (checkpointed, resumable, and reused
    when already finished with the same config).
 3. :func:`evaluate_variant` runs the best checkpoint through
@@ -98,10 +99,12 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: The light demo network (overrides the shipped configs' DeepLabV3+ / ResNet34).
+#: The light demo network (overrides the shipped configs' DeepLabV3+ / ResNet34):
+#: a Unet on timm's ResNet18 (smp's ``tu-`` encoders build only the stages the
+#: depth uses: 3.1 M parameters at depth 4) with a thin decoder.
 DEMO_MODEL: dict[str, Any] = {
     "arch": "Unet",
-    "encoder_name": "resnet18",
+    "encoder_name": "tu-resnet18",
     "encoder_weights": None,
     "patch_size": 128,
     "model_kwargs": {"encoder_depth": 4, "decoder_channels": [64, 32, 16, 16]},
@@ -231,6 +234,104 @@ def _load_task(root: Path, marker: dict[str, Any]) -> DemoTask | None:
     )
 
 
+def _check_task_arguments(
+    scheme: str,
+    fractions: dict[str, float],
+    sizes: dict[str, int],
+    profiles: Sequence[str] | None,
+) -> list[str]:
+    """Validate :func:`build_demo_task`'s arguments; return the profile names."""
+    from tia_scanner_robust.augmentations.scanner import SCANNER_PROFILES  # noqa: PLC0415
+
+    check_in_choices(scheme, tuple(LABEL_CLASS_DICTS), "scheme")
+    for name, value in fractions.items():
+        if not 0.0 < float(value) < 1.0:
+            msg = f"{name} must be in (0, 1), got {value!r}."
+            raise ValueError(msg)
+    for name, value in sizes.items():
+        if isinstance(value, bool) or int(value) != value or value < 16:
+            msg = f"{name} must be an integer >= 16, got {value!r}."
+            raise ValueError(msg)
+    names = list(SCANNER_PROFILES) if profiles is None else list(profiles)
+    for name in names:
+        check_in_choices(name, list(SCANNER_PROFILES), "profile")
+    if len(names) < 2 or len(set(names)) != len(names):
+        msg = f"profiles must name at least two distinct scanner profiles, got {names}."
+        raise ValueError(msg)
+    return names
+
+
+def _reuse_or_clear(root: Path, params: dict[str, Any]) -> DemoTask | None:
+    """The task already in ``root`` if built with ``params``; else clear our old folders."""
+    marker_path = root / _TASK_MARKER
+    if marker_path.is_file():
+        marker = json.loads(marker_path.read_text(encoding="utf-8"))
+        if marker.get("parameters") == params:
+            task = _load_task(root, marker)
+            if task is not None:
+                return task
+        for sub in _TASK_FOLDERS:  # our own folders, built with other parameters
+            shutil.rmtree(root / sub, ignore_errors=True)
+        marker_path.unlink()
+    elif root.is_dir() and any((root / sub).exists() for sub in _TASK_FOLDERS):
+        msg = (
+            f"{root} holds {'/'.join(_TASK_FOLDERS)} folders but no {_TASK_MARKER}; "
+            "choose another folder for the demo task."
+        )
+        raise ValueError(msg)
+    return None
+
+
+def _write_folder_tiles(
+    root: Path,
+    split: str,
+    tiles: list[tuple[int, int]],
+    size: int,
+    images: tuple[np.ndarray, np.ndarray],
+) -> list[str]:
+    """Write ``split/images`` and ``split/masks`` tiles; return the relative paths."""
+    reference, labels = images
+    files = []
+    for k, (y, x) in enumerate(tiles, start=1):
+        stem = f"tile_{k:03d}_y{y:04d}_x{x:04d}"
+        for folder, source in (("images", reference), ("masks", labels)):
+            relative = f"{split}/{folder}/{stem}.png"
+            atomic_write_image(root / relative, source[y : y + size, x : x + size])
+            files.append(relative)
+    return files
+
+
+def _write_paired(
+    root: Path,
+    image: np.ndarray,
+    tiles: list[tuple[int, int]],
+    size: int,
+    profiles: list[Any],
+) -> tuple[PairedCollection, list[str]]:
+    """Held-out tiles through every profile (masks from ``test/masks``), with a manifest."""
+    from tia_scanner_robust.augmentations.scanner import simulate_scanner  # noqa: PLC0415
+    from tia_scanner_robust.data.paired import PairedCollection, PairedSample  # noqa: PLC0415
+    from tia_scanner_robust.data.scorpion import write_scanner_order  # noqa: PLC0415
+
+    samples, files = [], []
+    for k, (y, x) in enumerate(tiles, start=1):
+        crop = image[y : y + size, x : x + size]
+        specimen = f"heldout/tile_{k:03d}"
+        mask = root / "test" / "masks" / f"tile_{k:03d}_y{y:04d}_x{x:04d}.png"
+        for profile in profiles:
+            relative = f"paired/{specimen}/{profile.name}.png"
+            path = atomic_write_image(root / relative, simulate_scanner(crop, profile))
+            files.append(relative)
+            samples.append(
+                PairedSample(specimen, profile.name, path=path, mask_path=mask, split="test")
+            )
+    names = [p.name for p in profiles]
+    collection = PairedCollection(samples, scanners=names, source=root / "paired")
+    write_scanner_order(root / "paired", collection.scanners)
+    collection.to_manifest(root / "paired" / "manifest.csv")
+    return collection, files
+
+
 def build_demo_task(
     out_dir: str | Path,
     *,
@@ -275,34 +376,19 @@ def build_demo_task(
     from tiatoolbox.data import stain_norm_target  # noqa: PLC0415 - slow import
     from tqdm.auto import tqdm  # noqa: PLC0415
 
-    from tia_scanner_robust.augmentations.scanner import (  # noqa: PLC0415
-        SCANNER_PROFILES,
-        simulate_scanner,
+    from tia_scanner_robust.augmentations.scanner import SCANNER_PROFILES  # noqa: PLC0415
+
+    names = _check_task_arguments(
+        scheme,
+        {"train_fraction": train_fraction, "val_fraction": val_fraction},
+        {
+            "train_tile_size": train_tile_size,
+            "train_stride": train_stride,
+            "test_tile_size": test_tile_size,
+        },
+        profiles,
     )
-    from tia_scanner_robust.data.paired import PairedCollection, PairedSample  # noqa: PLC0415
-    from tia_scanner_robust.data.scorpion import write_scanner_order  # noqa: PLC0415
-
-    check_in_choices(scheme, tuple(LABEL_CLASS_DICTS), "scheme")
-    for name, value in (("train_fraction", train_fraction), ("val_fraction", val_fraction)):
-        if not 0.0 < float(value) < 1.0:
-            msg = f"{name} must be in (0, 1), got {value!r}."
-            raise ValueError(msg)
-    for name, value in (
-        ("train_tile_size", train_tile_size),
-        ("train_stride", train_stride),
-        ("test_tile_size", test_tile_size),
-    ):
-        if isinstance(value, bool) or int(value) != value or value < 16:
-            msg = f"{name} must be an integer >= 16, got {value!r}."
-            raise ValueError(msg)
-    names = list(SCANNER_PROFILES) if profiles is None else list(profiles)
-    for name in names:
-        check_in_choices(name, list(SCANNER_PROFILES), "profile")
-    if len(names) < 2 or len(set(names)) != len(names):
-        msg = f"profiles must name at least two distinct scanner profiles, got {names}."
-        raise ValueError(msg)
     resolved = [SCANNER_PROFILES[n] for n in names]
-
     image = np.ascontiguousarray(stain_norm_target())
     params = _task_parameters(
         image,
@@ -315,88 +401,48 @@ def build_demo_task(
         profiles=resolved,
     )
     root = Path(out_dir)
-    marker_path = root / _TASK_MARKER
-    if marker_path.is_file():
-        marker = json.loads(marker_path.read_text(encoding="utf-8"))
-        if marker.get("parameters") == params:
-            task = _load_task(root, marker)
-            if task is not None:
-                return task
-        for sub in _TASK_FOLDERS:  # our own folders, built with other parameters
-            shutil.rmtree(root / sub, ignore_errors=True)
-        marker_path.unlink()
-    elif root.is_dir() and any((root / sub).exists() for sub in _TASK_FOLDERS):
-        msg = (
-            f"{root} holds {'/'.join(_TASK_FOLDERS)} folders but no {_TASK_MARKER}; "
-            "choose another folder for the demo task."
-        )
-        raise ValueError(msg)
+    task = _reuse_or_clear(root, params)
+    if task is not None:
+        return task
 
     reference = reference_rendering(image, resolved[0])
     labels = derive_labels(reference, scheme=scheme, render=False)
     height, width = labels.shape
     split_x = round(width * train_fraction)
     val_y = round(height * (1.0 - val_fraction))
-    train_tiles = _grid((0, val_y, 0, split_x), train_tile_size, train_stride, cover_end=True)
-    val_tiles = _grid((val_y, height, 0, split_x), test_tile_size, test_tile_size, cover_end=False)
-    test_tiles = _grid((0, height, split_x, width), test_tile_size, test_tile_size, cover_end=False)
-    if not train_tiles or not val_tiles or not test_tiles:
-        msg = (
-            f"The tile sizes do not fit the regions: {len(train_tiles)} training, "
-            f"{len(val_tiles)} validation and {len(test_tiles)} held-out tiles."
-        )
+    regions = {
+        "train": (0, val_y, 0, split_x),
+        "val": (val_y, height, 0, split_x),
+        "test": (0, height, split_x, width),
+    }
+    tiles = {
+        "train": _grid(regions["train"], train_tile_size, train_stride, cover_end=True),
+        "val": _grid(regions["val"], test_tile_size, test_tile_size, cover_end=False),
+        "test": _grid(regions["test"], test_tile_size, test_tile_size, cover_end=False),
+    }
+    if not all(tiles.values()):
+        counts = {k: len(v) for k, v in tiles.items()}
+        msg = f"The tile sizes do not fit the regions: tiles per split {counts}."
         raise ValueError(msg)
-
+    sizes = {"train": train_tile_size, "val": test_tile_size, "test": test_tile_size}
     files: list[str] = []
-    jobs = [
-        ("train", train_tiles, train_tile_size),
-        ("val", val_tiles, test_tile_size),
-        ("test", test_tiles, test_tile_size),
-    ]
-    bar = tqdm(
-        total=sum(len(t) for _, t, _ in jobs) + len(test_tiles),
-        desc="demo task",
-        disable=not progress,
-    )
-    for split, tiles, size in jobs:
-        for k, (y, x) in enumerate(tiles, start=1):
-            stem = f"tile_{k:03d}_y{y:04d}_x{x:04d}"
-            atomic_write_image(root / split / "images" / f"{stem}.png", reference[y : y + size, x : x + size])
-            atomic_write_image(root / split / "masks" / f"{stem}.png", labels[y : y + size, x : x + size])
-            files += [f"{split}/images/{stem}.png", f"{split}/masks/{stem}.png"]
-            bar.update(1)
-    samples = []
-    for k, (y, x) in enumerate(test_tiles, start=1):
-        crop = image[y : y + test_tile_size, x : x + test_tile_size]
-        specimen = f"heldout/tile_{k:03d}"
-        mask = root / "test" / "masks" / f"tile_{k:03d}_y{y:04d}_x{x:04d}.png"
-        for profile in resolved:
-            relative = f"paired/{specimen}/{profile.name}.png"
-            path = atomic_write_image(root / relative, simulate_scanner(crop, profile))
-            files.append(relative)
-            samples.append(
-                PairedSample(specimen, profile.name, path=path, mask_path=mask, split="test")
+    for split in tqdm(("train", "val", "test", "paired"), desc="demo task", disable=not progress):
+        if split == "paired":
+            collection, paired = _write_paired(root, image, tiles["test"], test_tile_size, resolved)
+            files += paired
+        else:
+            files += _write_folder_tiles(
+                root, split, tiles[split], sizes[split], (reference, labels)
             )
-        bar.update(1)
-    bar.close()
-    collection = PairedCollection(samples, scanners=names, source=root / "paired")
-    write_scanner_order(root / "paired", collection.scanners)
-    collection.to_manifest(root / "paired" / "manifest.csv")
     atomic_write_image(root / "labels.png", labels)
-    atomic_write_json(
-        marker_path,
-        {
-            "parameters": params,
-            "scanners": names,
-            "regions": {
-                "train": [0, val_y, 0, split_x],
-                "val": [val_y, height, 0, split_x],
-                "test": [0, height, split_x, width],
-            },
-            "n_tiles": {split: len(tiles) for split, tiles, _ in jobs},
-            "files": files,
-        },
-    )
+    marker = {
+        "parameters": params,
+        "scanners": names,
+        "regions": {k: list(v) for k, v in regions.items()},
+        "n_tiles": {k: len(v) for k, v in tiles.items()},
+        "files": files,
+    }
+    atomic_write_json(root / _TASK_MARKER, marker)  # written last: marks a complete build
     return DemoTask(
         root=root,
         train_dir=root / "train",
@@ -652,9 +698,7 @@ class VariantEvaluation:
         """The paired Dice as a :class:`~tia_scanner_robust.metrics.functional.PairConsistency`."""
         from tia_scanner_robust.metrics.functional import PairConsistency  # noqa: PLC0415
 
-        matrix = np.array(
-            [[np.nan if v is None else float(v) for v in row] for row in self.matrix]
-        )
+        matrix = np.array([[np.nan if v is None else float(v) for v in row] for row in self.matrix])
         pairs = {
             tuple(k.split("|", 1)): (np.nan if v is None else float(v))
             for k, v in self.pairs.items()
@@ -784,10 +828,18 @@ def evaluate_variant(
 class VariantSpec:
     """A training variant: a report label, a shipped config and extra overrides.
 
+    Runs are stored by *what they train* (:meth:`run_name`), not by label:
+    two specs giving the same config (e.g. ``lam=0.3`` on a config whose
+    ``lam`` already is 0.3) share one run.
+
     Examples:
         >>> spec = VariantSpec("FDA + SimCons (lambda 0.5)", "fda_simcons", lam=0.5)
         >>> spec.slug, spec.all_overrides()["hooks"][0]["kwargs"]["lam"]
         ('fda-simcons-lambda-0-5', 0.5)
+        >>> spec.run_name(seed=1, steps=200)
+        'fda_simcons-lam0.5-seed1-steps200'
+        >>> VariantSpec("same as shipped", "fda_simcons", lam=0.3).run_name(seed=1, steps=200)
+        'fda_simcons-seed1-steps200'
 
     """
 
@@ -801,6 +853,18 @@ class VariantSpec:
         """File-system friendly label."""
         return re.sub(r"[^a-z0-9]+", "-", self.label.lower()).strip("-") or "run"
 
+    def run_name(self, *, seed: int, steps: int) -> str:
+        """Folder name of this spec's run: config, non-default lambda, overrides, seed, steps."""
+        parts = [Path(self.config).stem]
+        if self.lam is not None:
+            shipped = [h.kwargs.get("lam") for h in load_experiment_config(self.config).hooks]
+            if float(self.lam) not in shipped:
+                parts.append(f"lam{self.lam:g}")
+        if self.overrides:
+            text = json.dumps(self.overrides, sort_keys=True, default=str)
+            parts.append(hashlib.sha256(text.encode()).hexdigest()[:8])
+        return "-".join([*parts, f"seed{seed}", f"steps{steps}"])
+
     def all_overrides(self) -> dict[str, Any]:
         """``overrides`` plus the SimCons ``lam`` (which rewrites the config's hooks)."""
         out = dict(self.overrides)
@@ -808,7 +872,10 @@ class VariantSpec:
             base = load_experiment_config(self.config)
             hooks = [h.to_dict() for h in base.hooks]
             if not any(h["name"] == "simcons" for h in hooks):
-                msg = f"VariantSpec {self.label!r}: lam is set but {self.config!r} has no simcons hook."
+                msg = (
+                    f"VariantSpec {self.label!r}: lam is set but {self.config!r} "
+                    "has no simcons hook."
+                )
                 raise ValueError(msg)
             for hook in hooks:
                 if hook["name"] == "simcons":
@@ -857,10 +924,10 @@ def run_variant(
 ) -> RunRecord:
     """Train (or reuse) and evaluate one variant with one seed.
 
-    The run lives in ``out_dir/runs/<slug>-seed<seed>-steps<steps>`` and its
-    evaluation in ``out_dir/eval/<same name>``.
+    The run lives in ``out_dir/runs/<name>`` and its evaluation in
+    ``out_dir/eval/<name>``, with ``name = spec.run_name(seed=..., steps=...)``.
     """
-    run_name = f"{spec.slug}-seed{seed}-steps{steps}"
+    run_name = spec.run_name(seed=seed, steps=steps)
     config = demo_config(
         spec.config,
         task,
@@ -999,6 +1066,8 @@ def run_demo(
         {label: rec.evaluation for label, rec in records.items()},
         out,
         settings=settings,
-        training={label: rec.trained.to_dict() | {"config": rec.config} for label, rec in records.items()},
+        training={
+            label: rec.trained.to_dict() | {"config": rec.config} for label, rec in records.items()
+        },
     )
     return DemoResult(out, task, records, paths["html"], paths["json"])
