@@ -25,9 +25,9 @@ Run small first::
 
     python examples/02_simcons_experiments.py --steps 40 --seeds 0 --no-sweep
 
-The run recorded in docs/results.md (about 2 CPU-hours on 2 shared cores)::
+The run recorded in docs/results.md::
 
-    python examples/02_simcons_experiments.py --steps 300 --seeds 0 1 2 --sweep-seeds 0 1
+    python examples/02_simcons_experiments.py --steps 200 --seeds 0 1 --sweep-seeds 0
 
 Outputs go to ``out/02_simcons_experiments`` by default.
 """
@@ -205,7 +205,7 @@ def main(args: argparse.Namespace) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out-dir", type=Path, default=Path("out/02_simcons_experiments"))
-    parser.add_argument("--steps", type=int, default=300, help="optimiser steps per model")
+    parser.add_argument("--steps", type=int, default=200, help="optimiser steps per model")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--device", default="cpu")

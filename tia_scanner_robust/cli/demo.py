@@ -46,7 +46,7 @@ __all__ = ["demo"]
     "--steps",
     type=click.IntRange(min=1),
     default=None,
-    help="Optimiser steps per model (default 300, or 30 with --quick).",
+    help="Optimiser steps per model (default 200, or 30 with --quick).",
 )
 @click.option(
     "--batch-size",

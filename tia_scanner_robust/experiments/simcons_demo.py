@@ -39,9 +39,13 @@ finished evaluations.
 
 Examples:
     >>> import tempfile
-    >>> task = build_demo_task(tempfile.mkdtemp(), test_tile_size=256, train_tile_size=256)
+    >>> task = build_demo_task(
+    ...     tempfile.mkdtemp(), train_tile_size=256, train_stride=256, test_tile_size=192
+    ... )
     >>> task.num_classes, task.collection.scanners[0], len(task.collection.specimens)
-    (2, 'reference', 3)
+    (2, 'reference', 10)
+    >>> task.n_images("train"), task.n_images("val"), task.n_images("test")
+    (12, 3, 10)
     >>> cfg = demo_config("colorjitter_simcons", task, steps=20, output_dir="runs/x")
     >>> cfg.model.arch, cfg.trainer.max_steps, cfg.hooks[0].kwargs["lam"]
     ('Unet', 20, 0.3)
@@ -112,7 +116,7 @@ DEMO_MODEL: dict[str, Any] = {
 #: Demo variants: report label -> shipped config name.
 DEMO_VARIANTS: dict[str, str] = {"baseline": "baseline", "simcons": "randstainna_simcons"}
 #: Optimiser steps of a full demo run and of ``--quick``.
-DEFAULT_STEPS = 300
+DEFAULT_STEPS = 200
 QUICK_STEPS = 30
 
 _TASK_MARKER = "demo_task.json"
@@ -607,7 +611,11 @@ def train_variant(config: ExperimentConfig, *, resume: bool = True) -> TrainedVa
                 seconds_per_step=done.get("seconds_per_step"),
                 reused=True,
             )
-        logger.warning("Run folder %s holds another finished run; training again.", folder)
+        logger.warning(
+            "Run folder %s holds a finished run of another config (or resume=False); "
+            "training again from scratch.",
+            folder,
+        )
         _clear_run(folder)
     elif not resume:
         _clear_run(folder)
