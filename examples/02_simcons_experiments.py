@@ -146,7 +146,13 @@ def main(args: argparse.Namespace) -> None:
         "|---|---|---|---|",
     ]
     paper += [f"| {k} | {a:.2f} | {m:.2f} | {t:.2f} |" for k, (a, m, t) in PAPER.items()]
-    figures = {"variants": plot_variant_bars(main_rows, out / "variants.png", title="Table 1")}
+    figures = {
+        "variants": plot_variant_bars(
+            main_rows,
+            out / "variants.png",
+            title=f"Paired and task Dice, mean +- std over seeds {list(args.seeds)}",
+        )
+    }
     text = [
         "# SimCons experiments (demo scale)",
         "",

@@ -198,8 +198,8 @@ def plot_variant_bars(
     ax.set_ylim(low, 1.0)
     ax.set_ylabel("Dice")
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
     ax.set_title(title, fontsize=11)
+    fig.legend(loc="outside lower center", ncol=len(metrics), fontsize=8)
     return save_figure(fig, path, dpi=dpi)
 
 
@@ -218,7 +218,8 @@ def plot_lambda_sweep(
         lams: Lambda of each row.
         rows: Aggregated rows (same order as ``lams``).
         path: PNG destination.
-        metrics: Metric key -> legend label (default: paired Dice min and task Dice).
+        metrics: Metric key -> legend label (default :data:`METRICS`: paired Dice
+            average and minimum, task Dice).
         title: Figure title.
         dpi: Resolution.
 
@@ -228,10 +229,7 @@ def plot_lambda_sweep(
     """
     from tia_scanner_robust.report.figures import save_figure  # noqa: PLC0415
 
-    metrics = dict(
-        metrics
-        or {"paired_dice_min": METRICS["paired_dice_min"], "task_dice": METRICS["task_dice"]}
-    )
+    metrics = dict(metrics or METRICS)
     order = np.argsort(np.asarray(lams, dtype=float))
     x = np.asarray(lams, dtype=float)[order]
     fig = _figure(6.0, 4.0)

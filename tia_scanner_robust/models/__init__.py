@@ -15,6 +15,8 @@ import importlib
 from typing import Any
 
 _EXPORTS: dict[str, str] = {
+    "MILSlidePredictor": "mil_predictor",
+    "load_mil_checkpoint": "mil_predictor",
     "CLASSICAL_CLASS_DICT": "classical",
     "ColourDeconvolutionSegmenter": "classical",
     "classical_ioconfig": "classical",
@@ -51,6 +53,7 @@ __all__ = [
     "GAPAggregator",
     "MILAggregator",
     "MILModel",
+    "MILSlidePredictor",
     "ProjectionMLP",
     "SlotMILAggregator",
     "SmpSegmentationModel",
@@ -58,6 +61,7 @@ __all__ = [
     "clean_label_maps",
     "create_aggregator",
     "imagenet_normalise",
+    "load_mil_checkpoint",
     "masked_mean",
     "pad_bags",
     "subsample_bags",
