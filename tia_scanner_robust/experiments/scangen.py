@@ -768,12 +768,13 @@ def limited_scanner_ablation(
     keeps every scanner.
 
     Returns:
-        ``{"baseline": ..., "combinations": [{"scanners", "size", "test",
-        "cov_change_percent"}], "by_size": {size: {"mean", "std", "min",
-        "max"}}, "best": [...], "worst": [...], "scanner_in_best": {...},
-        "scanner_in_worst": {...}}`` (best/worst: the combination with the
-        largest/smallest CoV reduction of every size; counts of each scanner
-        among them).
+        A dict with keys ``baseline``, ``combinations`` (one entry per
+        scanner combination with ``scanners``, ``size``, ``test`` and
+        ``cov_change_percent``), ``by_size`` (per combination size: ``mean``,
+        ``std``, ``min``, ``max`` of the CoV change), ``best`` and ``worst``
+        (the combination with the largest / smallest CoV reduction of every
+        size) and ``scanner_in_best`` / ``scanner_in_worst`` (how often each
+        scanner appears among them).
 
     """
     output_dir = Path(output_dir)
