@@ -398,6 +398,11 @@ def write_comparison_report(
         _embed(paths[f"pair_matrix_{label}"], f"{label}: scanner-pair Dice (red box: worst pair)")
         for label in evaluations
     )
+    examples = "".join(
+        _embed(Path(ev.report_dir) / "example_worst_pair_0.png", f"{label}: worst pair, worst tile")
+        for label, ev in evaluations.items()
+        if ev.report_dir and (Path(ev.report_dir) / "example_worst_pair_0.png").is_file()
+    )
     links = "".join(
         f"<li>{html.escape(label)}: <code>{html.escape(str(ev.report_dir))}/report.html</code></li>"
         for label, ev in evaluations.items()
@@ -422,6 +427,8 @@ against the labels on the held-out reference scans. Inference runs through TIATo
 few hundred CPU steps: a demonstration of the pipeline, not a reproduction of the paper.</div>
 <h2>Scanner-pair Dice</h2>
 <div class="side">{heatmaps}</div>
+{"<h2>Worst scanner pair, worst tile</h2>" if examples else ""}
+{f'<div class="side">{examples}</div>' if examples else ""}
 <h2>Paired and task Dice</h2>
 <div class="figure">{_embed(paths["bars"], "Average and minimum paired Dice, task Dice")}</div>
 <h2>Task Dice per scanner</h2>
