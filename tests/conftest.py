@@ -13,7 +13,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 @pytest.fixture(scope="session")
 def he_image() -> np.ndarray:
     """TIAToolbox's bundled 1000x1000 RGB uint8 H&E image (real tissue)."""
-    from tiatoolbox.data import stain_norm_target
+    from tiatoolbox.data import stain_norm_target  # noqa: PLC0415 - import only when used
 
     image = stain_norm_target()
     assert image.shape == (1000, 1000, 3)

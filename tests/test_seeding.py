@@ -2,11 +2,12 @@ from __future__ import annotations
 
 import random
 
+import albumentations as A  # noqa: N812 - albumentations convention
 import numpy as np
 import pytest
 import torch
 
-from tia_scanner_robust.seeding import make_rng, seed_everything
+from tia_scanner_robust.seeding import make_rng, reseed_transform, seed_everything
 
 
 def test_seed_everything_reproduces_all_generators() -> None:
@@ -35,10 +36,6 @@ def test_make_rng() -> None:
 def test_reseed_transform_decorrelates_children() -> None:
     """Compose(seed=...) in albumentations 2.0.8 gives children equal seeds;
     reseed_transform gives them one shared stream instead."""
-    import albumentations as A
-
-    from tia_scanner_robust.seeding import reseed_transform
-
     x = np.arange(16 * 16 * 3, dtype=np.uint8).reshape(16, 16, 3)
     together = 0
     for seed in range(40):
