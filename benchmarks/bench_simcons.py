@@ -14,10 +14,13 @@ runs two steps in a fresh subprocess.
    forward on the concatenated ``2B`` batch (the hook's design) versus two
    separate forwards of ``B`` (``model(x)``, ``model(SA(x))``), same losses.
 
-Peak memory: on CUDA ``torch.cuda.max_memory_allocated``; on the CPU the
-growth of the process's peak resident set (``ru_maxrss``) over two steps,
-above the state after one warm-up step (model, optimiser state, allocator
-caches), i.e. what the step itself adds at its peak.
+Peak memory: "step peak" is what a step adds at its peak above the state
+after one warm-up step (model, optimiser state, allocator caches): on CUDA
+``torch.cuda.max_memory_allocated`` minus the allocated memory before the
+steps; on Linux CPUs the peak resident set (``VmHWM``, reset through
+``/proc/self/clear_refs``) minus the resident set before the steps.
+"Process peak" is the whole process's peak (including Python, torch and
+TIAToolbox imports).
 
 Usage::
 
@@ -82,9 +85,37 @@ def _batch(args: argparse.Namespace) -> dict:
     return {"image": torch.from_numpy(np.stack(crops)), "mask": torch.from_numpy(np.stack(masks))}
 
 
+def _proc_status(field: str) -> int | None:
+    """A ``/proc/self/status`` memory field (``VmHWM``, ``VmRSS``) in bytes, if available."""
+    status = Path("/proc/self/status")
+    if not status.is_file():
+        return None
+    for line in status.read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) * 1024
+    return None
+
+
+def _reset_peak() -> bool:
+    """Reset the kernel's peak-RSS mark (Linux: write 5 to /proc/self/clear_refs)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
 def _peak_bytes(device: torch.device) -> int:
+    """Peak memory so far: CUDA allocator peak, else the process's peak RSS.
+
+    ``VmHWM`` is per address space, so a spawned process starts afresh
+    (``ru_maxrss`` would carry the parent's peak across ``exec``).
+    """
     if device.type == "cuda":
         return int(torch.cuda.max_memory_allocated(device))
+    hwm = _proc_status("VmHWM")
+    if hwm is not None:
+        return hwm
     scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * scale
 
@@ -158,15 +189,23 @@ def _memory_worker(variant: str, args: argparse.Namespace, queue: mp.Queue) -> N
     step = _step_function(variant, args, _batch(args))
     step()  # warm-up: allocator caches, optimiser state
     _sync(device)
+    process_peak = _peak_bytes(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    before = _peak_bytes(device)
+        before = int(torch.cuda.memory_allocated(device))
+    else:
+        _reset_peak()
+        before = _proc_status("VmRSS") or _peak_bytes(device)
     for _ in range(2):
         step()
     _sync(device)
     peak = _peak_bytes(device)
     queue.put(
-        {"peak_bytes": peak, "step_peak_bytes": peak if device.type == "cuda" else peak - before}
+        {
+            "peak_bytes": max(process_peak, peak),
+            "step_peak_bytes": peak - before,
+            "before_bytes": before,
+        }
     )
 
 

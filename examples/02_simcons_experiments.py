@@ -9,14 +9,15 @@ scanners (see ``tia_scanner_robust.experiments.simcons_demo``):
 2. trains, for every seed, the Table 1 variants from the shipped configs:
    ``baseline``, ColorJitter / RandStainNA / FDA alone (the "SA" rows), and
    each + SimCons (lambda 0.3, supervised loss on the first view); and a
-   lambda sweep of RandStainNA + SimCons over {0, 0.1, 0.3, 0.5, 1.0};
+   lambda sweep of SA + SimCons over {0, 0.1, 0.3, 0.5, 1.0} for the chosen
+   style augmentations (``--sweep-sa``; default RandStainNA and FDA);
 3. evaluates every model through TIAToolbox's ``SemanticSegmentor`` with the
    scanner-consistency evaluator: scanner-paired Dice (average and minimum
    over the 10 scanner pairs) on the paired held-out tiles, and task Dice
    against the labels on the held-out reference scans;
 4. writes ``results.md`` and ``results.json`` (mean +- std over seeds),
-   ``variants.png`` (bar chart of the variants) and ``lambda_sweep.png``
-   (paired Dice min and task Dice against lambda).
+   ``variants.png`` (bar chart of the variants) and ``lambda_sweep_<sa>.png``
+   (paired Dice average / minimum and task Dice against lambda).
 
 Everything is cached: re-running with the same arguments reuses finished
 models and evaluations, so a run can be stopped and continued.
@@ -105,9 +106,9 @@ def main(args: argparse.Namespace) -> None:
         f"{len(task.collection.specimens)} held-out tiles x {len(task.collection.scanners)} "
         f"scanners ({', '.join(task.collection.scanners)})"
     )
-    sweep_config = f"{args.sweep_sa}_simcons"
     sweep = [
-        VariantSpec(f"{args.sweep_sa} + SimCons lambda={lam:g}", sweep_config, lam=lam)
+        VariantSpec(f"{sa} + SimCons lambda={lam:g}", f"{sa}_simcons", lam=lam)
+        for sa in args.sweep_sa
         for lam in LAMBDAS
     ]
     # seed by seed, so that a partial run already gives complete rows; the sweep's
@@ -141,6 +142,8 @@ def main(args: argparse.Namespace) -> None:
 
     main_rows = aggregate_records([r for r in records if r["lam"] is None])
     sweep_rows = aggregate_records([r for r in records if r["lam"] is not None])
+    for row in sweep_rows:
+        row["sa"] = row["config"].removesuffix("_simcons")
     table = records_markdown(main_rows)
     scanners = task.collection.scanners
     per_scanner = aggregate_records(
@@ -181,16 +184,19 @@ def main(args: argparse.Namespace) -> None:
         "",
         per_scanner_table,
     ]
-    if sweep_rows:
-        lams = [r["lam"] for r in sweep_rows]
-        figures["lambda_sweep"] = plot_lambda_sweep(
-            lams, sweep_rows, out / "lambda_sweep.png", title=f"{args.sweep_sa} + SimCons"
+    for sa in dict.fromkeys(r["sa"] for r in sweep_rows):
+        rows = [r for r in sweep_rows if r["sa"] == sa]
+        figures[f"lambda_sweep_{sa}"] = plot_lambda_sweep(
+            [r["lam"] for r in rows],
+            rows,
+            out / f"lambda_sweep_{sa}.png",
+            title=f"{sa} + SimCons, seeds {list(args.sweep_seeds)}",
         )
         text += [
             "",
-            f"Lambda sweep ({args.sweep_sa} + SimCons, seeds {list(args.sweep_seeds)}):",
+            f"Lambda sweep ({sa} + SimCons, seeds {list(args.sweep_seeds)}):",
             "",
-            records_markdown(sweep_rows),
+            records_markdown(rows),
         ]
     text += ["", f"Wall time of this invocation: {time.perf_counter() - t0:.0f} s.", ""]
     atomic_write_text(out / "results.md", "\n".join(text))
@@ -229,7 +235,10 @@ if __name__ == "__main__":
     parser.add_argument("--no-sweep", dest="sweep", action="store_false", help="skip the sweep")
     parser.add_argument("--sweep-seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument(
-        "--sweep-sa", default="randstainna", choices=["colorjitter", "randstainna", "fda"]
+        "--sweep-sa",
+        nargs="+",
+        default=["randstainna", "fda"],
+        choices=["colorjitter", "randstainna", "fda"],
     )
     parser.add_argument("--progress", action="store_true", help="show the trainer's bars")
     main(parser.parse_args())

@@ -59,7 +59,7 @@ __all__ = ["demo"]
 @click.option(
     "--simcons-config",
     default=None,
-    help="Shipped config of the SimCons model (default randstainna_simcons).",
+    help="Shipped config of the SimCons model (default fda_simcons).",
 )
 @click.option("--no-progress", is_flag=True, help="Hide the progress bars.")
 def demo(

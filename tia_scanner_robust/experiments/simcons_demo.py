@@ -114,7 +114,7 @@ DEMO_MODEL: dict[str, Any] = {
     "model_kwargs": {"encoder_depth": 4, "decoder_channels": [64, 32, 16, 16]},
 }
 #: Demo variants: report label -> shipped config name.
-DEMO_VARIANTS: dict[str, str] = {"baseline": "baseline", "simcons": "randstainna_simcons"}
+DEMO_VARIANTS: dict[str, str] = {"baseline": "baseline", "simcons": "fda_simcons"}
 #: Optimiser steps of a full demo run and of ``--quick``.
 DEFAULT_STEPS = 200
 QUICK_STEPS = 30
