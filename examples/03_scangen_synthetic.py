@@ -1,6 +1,6 @@
 """ScanGen on synthetic FM-like features: baseline vs CE + lambda * ScanGen.
 
-Setting (a) of ``docs/results_scangen.md``: synthetic foundation-model-like
+Setting (a) of ``docs/results.md``: synthetic foundation-model-like
 patch features (:mod:`tia_scanner_robust.data.synthetic_features`), a
 labelled task pool scanned by 2 of 6 scanners, a multi-scanner pool for the
 ScanGen term, held-out test specimens under all 6 scanners. Both variants
@@ -9,7 +9,7 @@ keep the projection ``g``; they are trained with the plugin's trainer and
 task AUC and scanner CoV (METHODS.md Eq. 1). CPU only.
 
 By default it runs a small version (1 seed, fewer slides: about a minute on 2 CPU cores).
-The numbers in ``docs/results_scangen.md`` come from::
+The numbers in ``docs/results.md`` come from::
 
     python examples/03_scangen_synthetic.py --seeds 0 1 2 3 4 5 6 7 8 9 --full
 

@@ -25,9 +25,7 @@ Examples:
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from tia_scanner_robust._lazy import lazy_exports
 from tia_scanner_robust.data.demo import (
     build_demo_dataset,
     build_paired_from_images,
@@ -107,9 +105,4 @@ _LAZY: dict[str, str] = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        module = importlib.import_module(f"{__name__}.{_LAZY[name]}")
-        return getattr(module, name)
-    msg = f"module {__name__!r} has no attribute {name!r}"
-    raise AttributeError(msg)
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, __all__)

@@ -331,18 +331,29 @@ class MILBagModule(nn.Module):
     """Adapter so the trainer can call a :class:`MILModel` with one input dict.
 
     ``forward({"features": (B, N, D), "mask": (B, N)})`` returns the MIL
-    model's output dict (with ``logits``); :meth:`embed` is ``g``.
+    model's output dict (with ``logits``); :meth:`embed` is ``g``;
+    :attr:`config` is the MIL model's, which the trainer stores in its
+    checkpoints (``"model_config"``) so that
+    :func:`~tia_scanner_robust.models.mil_predictor.load_mil_checkpoint` can
+    rebuild the model without being told its configuration.
 
     Examples:
         >>> module = MILBagModule(MILModel(4, projection_hidden=3))
         >>> module({"features": torch.zeros(2, 5, 4), "mask": None})["logits"].shape
         torch.Size([2, 2])
+        >>> module.config["feature_dim"], module.config["aggregator"]
+        (4, 'gap')
 
     """
 
     def __init__(self, mil: MILModel) -> None:
         super().__init__()
         self.mil = mil
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The wrapped model's :attr:`~tia_scanner_robust.models.mil.MILModel.config`."""
+        return self.mil.config
 
     def forward(self, inputs: Mapping[str, Any]) -> dict[str, torch.Tensor]:
         """Run the MIL model on a padded bag batch."""
@@ -407,10 +418,16 @@ def build_mil_model(feature_dim: int, model_config: Mapping[str, Any]) -> MILMod
 
     ``aggregator_kwargs`` is either one dict for the configured aggregator or
     ``{aggregator name: kwargs}`` (the entry of the configured one is used).
+    The optional keys ``projection_out`` and ``projection`` are passed on too,
+    so a :attr:`MILModel.config <tia_scanner_robust.models.mil.MILModel.config>`
+    is a valid section (its ``feature_dim`` is ignored: the argument wins).
 
     Examples:
         >>> build_mil_model(8, {"aggregator": "abmil", "projection_hidden": 4}).aggregator_name
         'abmil'
+        >>> model = build_mil_model(8, {"aggregator": "dsmil", "projection_out": 6})
+        >>> build_mil_model(8, model.config).config == model.config
+        True
 
     """
     cfg = dict(model_config)
@@ -419,13 +436,16 @@ def build_mil_model(feature_dim: int, model_config: Mapping[str, Any]) -> MILMod
     per = {k: v for k, v in kwargs.items() if k in AGGREGATORS and isinstance(v, dict)}
     flat = {k: v for k, v in kwargs.items() if k not in per}
     kwargs = {**per.get(str(name).lower(), {}), **flat}
+    projection_out = cfg.get("projection_out")
     return MILModel(
         feature_dim,
         int(cfg.get("num_classes", 2)),
         name,
         projection_hidden=int(cfg.get("projection_hidden", 128)),
+        projection_out=None if projection_out is None else int(projection_out),
         projection_dropout=float(cfg.get("projection_dropout", 0.0)),
         aggregator_kwargs=kwargs,
+        projection=bool(cfg.get("projection", True)),
     )
 
 

@@ -1,17 +1,38 @@
 """Patch-feature extraction with TIAToolbox's ``DeepFeatureExtractor`` into a FeatureStore.
 
-One *slide* per manifest row (a paired sample): its image is read with
-:func:`~tia_scanner_robust.data.paired.load_sample_image` (a patch file, or
-the sample's region of a WSI), tiled into non-overlapping ``patch_size``
-patches (an image smaller than a patch is resized to one patch), and the
-patches go through a fresh ``DeepFeatureExtractor`` (``patch_mode=True``).
-The features and patch bounds ``(x0, y0, x1, y1)`` are written with
+One *slide* per manifest row (a paired sample), by one of two paths:
+
+- **Whole slide** (a WSI row without a region): the slide is streamed through
+  a fresh ``DeepFeatureExtractor`` in WSI mode (``patch_mode=False``,
+  ``output_type="zarr"``, :func:`run_wsi_engine`); the engine reads
+  ``patch_size`` patches on a non-overlapping grid at the row's ``mpp``
+  (baseline when the row has none), keeps those touching tissue
+  (TIAToolbox's automatic tissue mask, ``tissue_mask=False`` keeps all, or
+  a mask of ``tissue_masks``), and writes features and coordinates to a zarr
+  in a temporary folder, read back chunk-wise by :func:`read_wsi_features`.
+  The image is never held whole in memory (the ``(N, D)`` features are).
+  Partial patches at the right/bottom edge are kept (padded white).
+- **Patch file or WSI region** (small): the image is read with
+  :func:`~tia_scanner_robust.data.paired.load_sample_image`, tiled into
+  non-overlapping ``patch_size`` patches (:func:`tile_image`: a remainder is
+  dropped, an image smaller than a patch is resized to one patch) and run
+  through a fresh engine with ``patch_mode=True``.
+
+Either way the features and patch bounds ``(x0, y0, x1, y1)`` are written with
 :meth:`~tia_scanner_robust.data.features.FeatureStore.write_slide`, keyed by
 specimen, scanner and magnification, with the row's label and split.
+Coordinates are pixels **at the resolution the patches were read at** (the
+row's ``mpp``; baseline pixels when it has none), not baseline pixels: for a
+whole slide the origin is the slide's top-left corner, for a region the
+region's, for a patch file the (cropped) image's. The slide attributes
+record ``patch_size``, ``source``, ``mpp`` and ``mode`` (``"wsi"`` or
+``"patch"``).
 
 - Resumable: a slide already complete in the store is skipped (nothing is
   recomputed); an interrupted write is incomplete and is redone.
 - Atomic per slide: the store flips a slide's ``complete`` flag last.
+- A whole slide without any tissue patch is not written (logged, counted as
+  ``empty``).
 - Normalisation: TIAToolbox's ``infer_batch`` only casts the uint8 HWC
   patches to float, so the extractor sets the model's ``preproc_func`` to
   ``(x / 255 - mean) / std`` with the statistics of :data:`FM_NORMALIZATION`
@@ -32,6 +53,8 @@ Examples:
     >>> tiles, coords = tile_image(np.zeros((64, 96, 3), np.uint8), 32)
     >>> tiles.shape, coords[-1].tolist()
     ((6, 32, 32, 3), [64, 32, 96, 64])
+    >>> read_ioconfig(224, 0.5).input_resolutions
+    [{'units': 'mpp', 'resolution': 0.5}]
 
 """
 
@@ -40,7 +63,10 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-from typing import TYPE_CHECKING
+import shutil
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -50,8 +76,9 @@ from tqdm.auto import tqdm
 from tia_scanner_robust.data.features import FeatureStore
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator
-    from pathlib import Path
+    from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+
+    from tiatoolbox.models.engine.io_config import IOPatchPredictorConfig
 
     from tia_scanner_robust.data.paired import PairedCollection, PairedSample
 
@@ -61,7 +88,10 @@ __all__ = [
     "ExtractionSummary",
     "extract_features",
     "make_preproc",
+    "read_ioconfig",
+    "read_wsi_features",
     "resolve_feature_model",
+    "run_wsi_engine",
     "tile_image",
 ]
 
@@ -192,6 +222,7 @@ def tile_image(image: np.ndarray, patch_size: int) -> tuple[np.ndarray, np.ndarr
 
 @contextlib.contextmanager
 def _no_compile(device: str) -> Iterator[None]:
+    """Skip TIAToolbox's torch.compile probe on CPU (it only warns there)."""
     from tiatoolbox import rcParam  # noqa: PLC0415
 
     previous = rcParam["torch_compile_mode"]
@@ -203,13 +234,20 @@ def _no_compile(device: str) -> Iterator[None]:
         rcParam["torch_compile_mode"] = previous
 
 
-def _run_engine(model: nn.Module, tiles: np.ndarray, *, batch_size: int, device: str) -> np.ndarray:
-    """Features of ``tiles`` with a fresh (workaround) DeepFeatureExtractor."""
-    from tiatoolbox.models.engine.io_config import IOPatchPredictorConfig  # noqa: PLC0415
-
+def _feature_engine(model: nn.Module, *, batch_size: int, device: str) -> Any:
+    """A fresh (workaround) ``DeepFeatureExtractor`` (see ``_feature_extractor_class``)."""
     from tia_scanner_robust.engines.consistency import (  # noqa: PLC0415
         _feature_extractor_class,
     )
+
+    return _feature_extractor_class()(
+        model=model, batch_size=batch_size, num_workers=0, device=device, verbose=False
+    )
+
+
+def _run_engine(model: nn.Module, tiles: np.ndarray, *, batch_size: int, device: str) -> np.ndarray:
+    """Features of in-memory ``tiles`` with a fresh engine in patch mode."""
+    from tiatoolbox.models.engine.io_config import IOPatchPredictorConfig  # noqa: PLC0415
 
     shape = (int(tiles.shape[1]), int(tiles.shape[2]))
     ioconfig = IOPatchPredictorConfig(
@@ -218,16 +256,238 @@ def _run_engine(model: nn.Module, tiles: np.ndarray, *, batch_size: int, device:
         stride_shape=shape,
     )
     with _no_compile(device):
-        engine = _feature_extractor_class()(
-            model=model, batch_size=batch_size, num_workers=0, device=device, verbose=False
-        )
+        engine = _feature_engine(model, batch_size=batch_size, device=device)
         out = engine.run(tiles, patch_mode=True, ioconfig=ioconfig, output_type="dict")
     feats = np.asarray(out["features"], dtype=np.float32)
     return feats.reshape(feats.shape[0], -1)
 
 
+def read_ioconfig(patch_size: int, mpp: float | None = None) -> IOPatchPredictorConfig:
+    """Engine IO config: non-overlapping ``patch_size`` patches read at ``mpp`` (or baseline).
+
+    Args:
+        patch_size: Patch (and stride) size in pixels at the read resolution.
+        mpp: Microns per pixel to read at; ``None`` reads the baseline level.
+
+    Raises:
+        ValueError: If ``patch_size`` is not a positive int or ``mpp`` not positive.
+
+    Examples:
+        >>> read_ioconfig(64).input_resolutions, read_ioconfig(64).stride_shape
+        ([{'units': 'baseline', 'resolution': 1.0}], (64, 64))
+
+    """
+    from tiatoolbox.models.engine.io_config import IOPatchPredictorConfig  # noqa: PLC0415
+
+    if isinstance(patch_size, bool) or not isinstance(patch_size, (int, np.integer)):
+        msg = f"patch_size must be a positive int, got {patch_size!r}."
+        raise ValueError(msg)
+    if patch_size < 1:
+        msg = f"patch_size must be a positive int, got {patch_size!r}."
+        raise ValueError(msg)
+    if mpp is None:
+        resolution = {"units": "baseline", "resolution": 1.0}
+    elif isinstance(mpp, (int, float, np.number)) and not isinstance(mpp, bool) and mpp > 0:
+        resolution = {"units": "mpp", "resolution": float(mpp)}
+    else:
+        msg = f"mpp must be a positive number or None, got {mpp!r}."
+        raise ValueError(msg)
+    size = (int(patch_size), int(patch_size))
+    return IOPatchPredictorConfig(
+        input_resolutions=[resolution], patch_input_shape=size, stride_shape=size
+    )
+
+
+def _stem_runs(paths: Sequence[Path]) -> list[list[int]]:
+    """Indices of ``paths`` split into runs whose file stems are distinct."""
+    runs: list[list[int]] = []
+    stems: list[set[str]] = []
+    for index, path in enumerate(paths):
+        for run, seen in zip(runs, stems, strict=True):
+            if path.stem not in seen:
+                run.append(index)
+                seen.add(path.stem)
+                break
+        else:
+            runs.append([index])
+            stems.append({path.stem})
+    return runs
+
+
+def run_wsi_engine(
+    model: nn.Module,
+    wsi_paths: Sequence[str | Path],
+    save_dir: str | Path,
+    *,
+    ioconfig: IOPatchPredictorConfig,
+    batch_size: int = 32,
+    device: str = "cpu",
+    masks: Sequence[str | Path | np.ndarray | None] | None = None,
+    auto_get_mask: bool = True,
+    progress: bool = False,
+) -> list[Path]:
+    """Run ``DeepFeatureExtractor`` in WSI mode and return each slide's zarr output.
+
+    ``DeepFeatureExtractor.run(paths, patch_mode=False, output_type="zarr")``
+    reads the patches of ``ioconfig`` from each slide (never the whole image)
+    and writes one zarr per slide (``features``, ``coordinates``) under
+    ``save_dir``, in ``run_<k>`` folders: the engine names its outputs by file
+    stem, so paths sharing a stem go to different runs. A fresh engine per
+    run (with the project's workarounds: backbones returning ``[features]``
+    or an array both work; no ``torch.compile`` probe on CPU).
+
+    Args:
+        model: A TIAToolbox-compatible model (``infer_batch``, ``preproc_func``;
+            see :func:`resolve_feature_model`).
+        wsi_paths: Slide files readable by TIAToolbox.
+        save_dir: Folder for the engine's outputs (existing outputs of the same
+            run folders are overwritten).
+        ioconfig: Patch size, stride and read resolution (:func:`read_ioconfig`).
+        batch_size: Patches per engine batch.
+        device: ``"cpu"`` or ``"cuda"``.
+        masks: Optional tissue mask per slide (an image file or a binary
+            array covering the slide, any size); ``None`` entries: the whole
+            slide, or the automatic mask with ``auto_get_mask``.
+        auto_get_mask: TIAToolbox's tissue mask (``WSIReader.tissue_mask``)
+            for slides without a mask: patches without tissue are not read.
+        progress: Show a tqdm bar over the runs.
+
+    Returns:
+        The zarr output of each slide, in input order. Its ``coordinates``
+        are patch bounds in pixels at the ``ioconfig`` resolution.
+
+    Raises:
+        ValueError: If ``masks`` and ``wsi_paths`` differ in length, or (from
+            the engine) no patch remains after masking.
+        FileNotFoundError: If a slide or mask file is missing.
+        RuntimeError: If the engine returns no output for a slide.
+
+    """
+    paths = [Path(p) for p in wsi_paths]
+    if not paths:
+        msg = "wsi_paths is empty."
+        raise ValueError(msg)
+    mask_list = list(masks) if masks is not None else [None] * len(paths)
+    if len(mask_list) != len(paths):
+        msg = f"masks has {len(mask_list)} entries for {len(paths)} wsi_paths."
+        raise ValueError(msg)
+    files = [m for m in mask_list if isinstance(m, (str, Path))]
+    for path in [*paths, *files]:
+        if not Path(path).is_file():
+            msg = f"File {path} does not exist."
+            raise FileNotFoundError(msg)
+    save_dir = Path(save_dir)
+    zarrs: dict[int, Path] = {}
+    runs = _stem_runs(paths)
+    for k, run in enumerate(tqdm(runs, desc="extract WSIs", disable=not progress)):
+        kwargs: dict[str, Any] = {
+            "patch_mode": False,
+            "save_dir": save_dir / f"run_{k}",
+            "output_type": "zarr",
+            "ioconfig": ioconfig,
+            "overwrite": True,
+            "auto_get_mask": auto_get_mask,
+        }
+        if any(mask_list[i] is not None for i in run):
+            kwargs["masks"] = [mask_list[i] for i in run]
+        with _no_compile(device):
+            engine = _feature_engine(model, batch_size=batch_size, device=device)
+            outputs = engine.run([paths[i] for i in run], **kwargs)
+        by_src = {str(Path(src)): Path(dst) for src, dst in outputs.items()}
+        by_stem = {Path(src).stem: Path(dst) for src, dst in outputs.items()}
+        for i in run:  # stems are distinct within a run
+            found = by_src.get(str(paths[i]), by_stem.get(paths[i].stem))
+            if found is None:
+                msg = f"The engine returned no output for {paths[i]} (got {list(outputs)})."
+                raise RuntimeError(msg)
+            zarrs[i] = found
+    return [zarrs[i] for i in range(len(paths))]
+
+
+def read_wsi_features(zarr_path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """``(features (N, D) float32, coordinates (N, 4) int64)`` of a WSI-mode engine output.
+
+    Both arrays are read chunk by chunk (along ``N``) into preallocated arrays,
+    so no second copy of the features is made.
+
+    Raises:
+        ValueError: If the zarr lacks ``features`` or ``coordinates``, or their
+            lengths differ.
+
+    """
+    import zarr  # noqa: PLC0415
+
+    group = zarr.open_group(str(zarr_path), mode="r")
+    if "features" not in group or "coordinates" not in group:
+        msg = f"Engine output {zarr_path} lacks features/coordinates (has {sorted(group)})."
+        raise ValueError(msg)
+    source, boxes = group["features"], group["coordinates"]
+    n = int(source.shape[0])
+    if int(boxes.shape[0]) != n:
+        msg = f"Engine output {zarr_path} has {n} features but {boxes.shape[0]} coordinates."
+        raise ValueError(msg)
+    dim = int(np.prod(source.shape[1:], dtype=np.int64))
+    features = np.empty((n, dim), dtype=np.float32)
+    coordinates = np.empty((n, *boxes.shape[1:]), dtype=np.int64)
+    step = max(1, int(source.chunks[0]))
+    for start in range(0, n, step):
+        stop = min(n, start + step)
+        features[start:stop] = np.asarray(source[start:stop]).reshape(stop - start, dim)
+        coordinates[start:stop] = np.asarray(boxes[start:stop])
+    return features, coordinates
+
+
+def _is_whole_slide(sample: PairedSample) -> bool:
+    return bool(sample.is_wsi and sample.region is None)
+
+
+def _whole_slide_features(
+    model: nn.Module,
+    sample: PairedSample,
+    work_dir: Path,
+    *,
+    patch_size: int,
+    batch_size: int,
+    device: str,
+    mask: str | Path | np.ndarray | None,
+    auto_get_mask: bool,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Features and bounds of a whole slide through the WSI-mode engine (``None``: no tissue)."""
+    if sample.path is None:
+        msg = f"Sample ({sample.specimen_id}, {sample.scanner}) has no image path."
+        raise ValueError(msg)
+    if not sample.path.exists():
+        msg = f"Image file not found: {sample.path}"
+        raise FileNotFoundError(msg)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    save_dir = Path(tempfile.mkdtemp(prefix=".extract-wsi-", dir=work_dir))
+    try:
+        (output,) = run_wsi_engine(
+            model,
+            [sample.path],
+            save_dir,
+            ioconfig=read_ioconfig(patch_size, sample.mpp),
+            batch_size=batch_size,
+            device=device,
+            masks=None if mask is None else [mask],
+            auto_get_mask=auto_get_mask,
+        )
+        return read_wsi_features(output)
+    except ValueError as err:
+        if "No patch coordinates remain" not in str(err):
+            raise
+        return None
+    finally:
+        shutil.rmtree(save_dir, ignore_errors=True)
+
+
 class ExtractionSummary(dict):
-    """``{"written": n, "skipped": n, "store": path, "model": name}`` of one extraction."""
+    """``{"written", "skipped", "empty", "wsi", "store", "model"}`` of one extraction.
+
+    ``written``/``skipped``: slides written / already complete; ``empty``:
+    whole slides without any tissue patch (not written); ``wsi``: slides
+    written through the WSI-mode engine.
+    """
 
 
 def extract_features(
@@ -241,21 +501,36 @@ def extract_features(
     pretrained: bool = True,
     model_name: str | None = None,
     normalization: tuple[tuple[float, ...], tuple[float, ...]] | None = None,
+    tissue_mask: bool = True,
+    tissue_masks: Mapping[str | Path, str | Path | np.ndarray] | None = None,
+    work_dir: str | Path | None = None,
     progress: bool = True,
 ) -> ExtractionSummary:
     """Extract and store the patch features of every sample (resumable, atomic per slide).
+
+    Whole slides (WSI rows without a region) stream through the engine in WSI
+    mode at the row's ``mpp`` (baseline without one); patch files and WSI
+    regions are read into memory and tiled (see the module docstring).
+    Stored coordinates are ``(x0, y0, x1, y1)`` in pixels at the read
+    resolution (the row's ``mpp``, else baseline), not baseline pixels.
 
     Args:
         samples: A :class:`~tia_scanner_robust.data.paired.PairedCollection`
             (e.g. from ``read_manifest``) or paired samples.
         store: The feature store (created if missing).
         model: See :func:`resolve_feature_model`.
-        patch_size: Tile size in pixels.
+        patch_size: Patch size in pixels at the read resolution.
         batch_size: Engine batch size.
         device: ``"cpu"`` or ``"cuda"``.
         pretrained: Load pretrained weights for a name.
         model_name: Stored as the slides' ``model`` (default: the name).
         normalization: ``(mean, std)`` overriding the model's default.
+        tissue_mask: Whole slides: keep only patches touching tissue
+            (TIAToolbox's automatic tissue mask); ``False`` keeps every patch.
+        tissue_masks: Whole slides: a tissue mask (image file or binary array
+            covering the slide) per slide path; wins over ``tissue_mask``.
+        work_dir: Folder for the engine's temporary zarr outputs (removed
+            after each slide); default: next to the store.
         progress: Show a tqdm bar.
 
     Returns:
@@ -276,14 +551,34 @@ def extract_features(
     mean, std = normalization or default_norm
     net.preproc_func = make_preproc(tuple(mean), tuple(std))  # type: ignore[assignment]
     name = model_name or name
+    masks = {str(Path(k)): v for k, v in (tissue_masks or {}).items()}
+    work = Path(work_dir) if work_dir is not None else store.path.parent
     sample_list = list(samples)
-    written = skipped = 0
+    written = skipped = empty = wsi = 0
     for sample in tqdm(sample_list, desc=f"extract {name}", unit="slide", disable=not progress):
         if store.has_slide(sample.specimen_id, sample.scanner, sample.magnification):
             skipped += 1
             continue
-        tiles, coords = tile_image(load_sample_image(sample), patch_size)
-        feats = _run_engine(net, tiles, batch_size=batch_size, device=device)
+        whole = _is_whole_slide(sample)
+        if whole:
+            result = _whole_slide_features(
+                net,
+                sample,
+                work,
+                patch_size=patch_size,
+                batch_size=batch_size,
+                device=device,
+                mask=masks.get(str(sample.path)),
+                auto_get_mask=tissue_mask,
+            )
+            if result is None:
+                logger.warning("No tissue patch in %s: slide not written.", sample.path)
+                empty += 1
+                continue
+            feats, coords = result
+        else:
+            tiles, coords = tile_image(load_sample_image(sample), patch_size)
+            feats = _run_engine(net, tiles, batch_size=batch_size, device=device)
         label = sample.label
         if isinstance(label, float) and label.is_integer():
             label = int(label)
@@ -296,7 +591,20 @@ def extract_features(
             label=label,
             split=sample.split,
             model=name,
-            attrs={"patch_size": int(patch_size), "source": str(sample.path)},
+            attrs={
+                "patch_size": int(patch_size),
+                "source": str(sample.path),
+                "mpp": sample.mpp,
+                "mode": "wsi" if whole else "patch",
+            },
         )
         written += 1
-    return ExtractionSummary(written=written, skipped=skipped, store=str(store.path), model=name)
+        wsi += int(whole)
+    return ExtractionSummary(
+        written=written,
+        skipped=skipped,
+        empty=empty,
+        wsi=wsi,
+        store=str(store.path),
+        model=name,
+    )

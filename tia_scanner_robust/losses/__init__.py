@@ -17,8 +17,7 @@ Examples:
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from tia_scanner_robust._lazy import lazy_exports
 
 _EXPORTS: dict[str, str] = {
     "SimConsLoss": "simcons",
@@ -57,13 +56,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        module = importlib.import_module(f"{__name__}.{_EXPORTS[name]}")
-        return getattr(module, name)
-    msg = f"module {__name__!r} has no attribute {name!r}"
-    raise AttributeError(msg)
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, __all__)

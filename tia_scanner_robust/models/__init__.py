@@ -11,8 +11,7 @@ TIAToolbox.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from tia_scanner_robust._lazy import lazy_exports
 
 _EXPORTS: dict[str, str] = {
     "MILSlidePredictor": "mil_predictor",
@@ -69,9 +68,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        module = importlib.import_module(f"{__name__}.{_EXPORTS[name]}")
-        return getattr(module, name)
-    msg = f"module {__name__!r} has no attribute {name!r}"
-    raise AttributeError(msg)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, __all__)

@@ -20,18 +20,28 @@ ScanGen paper reports), :class:`ABMILAggregator` (gated attention, Ilse et al.
 slot-mixup, Keum et al. 2023). :func:`create_aggregator` looks one up by name;
 :class:`MILModel` chains ``g`` and the aggregator.
 
+Every module here has a JSON-serialisable ``config`` (its constructor
+arguments) and a ``from_config`` classmethod that rebuilds it; the trainer
+stores :attr:`MILModel.config` in its checkpoints (``"model_config"``), which
+makes them self-describing (see
+:func:`~tia_scanner_robust.models.mil_predictor.load_mil_checkpoint`).
+
 Examples:
     >>> import torch
     >>> model = MILModel(feature_dim=32, num_classes=2, aggregator="abmil", projection_hidden=16)
     >>> out = model(torch.randn(3, 10, 32), torch.ones(3, 10, dtype=torch.bool))
     >>> tuple(out["logits"].shape), tuple(out["attention"].shape), tuple(out["projected"].shape)
     ((3, 2), (3, 10), (3, 10, 16))
+    >>> MILModel.from_config(model.config).config == model.config
+    True
 
 """
 
 from __future__ import annotations
 
+import copy
 import math
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -43,10 +53,11 @@ from tqdm.auto import tqdm
 from tia_scanner_robust.seeding import make_rng
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping, Sequence
+    from collections.abc import Iterable, Sequence
 
 __all__ = [
     "AGGREGATORS",
+    "MIL_CONFIG_KEYS",
     "ABMILAggregator",
     "DSMILAggregator",
     "GAPAggregator",
@@ -271,6 +282,14 @@ def pad_bags(
     return features, mask
 
 
+def _config_kwargs(cls: type, config: Mapping[str, Any]) -> dict[str, Any]:
+    """``config`` as a dict of keyword arguments, checked to be a mapping."""
+    if not isinstance(config, Mapping):
+        msg = f"{cls.__name__} config must be a mapping, got {type(config).__name__}."
+        raise TypeError(msg)
+    return dict(copy.deepcopy(config))
+
+
 # ---------------------------------------------------------------------------
 # Projection g
 # ---------------------------------------------------------------------------
@@ -312,6 +331,13 @@ class ProjectionMLP(nn.Module):
         if not 0.0 <= dropout < 1.0:
             msg = f"dropout must be in [0, 1), got {dropout}."
             raise ValueError(msg)
+        self._config: dict[str, Any] = {
+            "in_dim": self.in_dim,
+            "hidden_dim": hidden_dim,
+            "out_dim": self.out_dim,
+            "dropout": float(dropout),
+            "num_layers": num_layers,
+        }
         widths = [self.in_dim] + [hidden_dim] * (num_layers - 1) + [self.out_dim]
         layers: list[nn.Module] = []
         for index in range(num_layers):
@@ -319,6 +345,22 @@ class ProjectionMLP(nn.Module):
             if index < num_layers - 1:
                 layers.extend([nn.ReLU(), nn.Dropout(dropout)])
         self.net = nn.Sequential(*layers)
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The constructor arguments (a JSON-serialisable dict; see :meth:`from_config`)."""
+        return copy.deepcopy(self._config)
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> ProjectionMLP:
+        """Rebuild from :attr:`config` (fresh weights).
+
+        Examples:
+            >>> ProjectionMLP.from_config(ProjectionMLP(8, 4).config).config["hidden_dim"]
+            4
+
+        """
+        return cls(**_config_kwargs(cls, config))
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """Project ``(..., in_dim)`` features to ``(..., out_dim)``."""
@@ -359,6 +401,34 @@ class MILAggregator(nn.Module):
         super().__init__()
         self.in_dim = _check_positive_int(in_dim, "in_dim")
         self.num_classes = _check_positive_int(num_classes, "num_classes")
+        #: Constructor arguments besides ``in_dim``/``num_classes`` (subclasses fill it).
+        self._extra_config: dict[str, Any] = {}
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The constructor arguments (a JSON-serialisable dict; see :meth:`from_config`).
+
+        ``in_dim``, ``num_classes`` and what the subclass recorded in
+        ``_extra_config`` (a custom subclass that records nothing is rebuilt
+        with its defaults).
+        """
+        return {
+            "in_dim": self.in_dim,
+            "num_classes": self.num_classes,
+            **copy.deepcopy(self._extra_config),
+        }
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> MILAggregator:
+        """Rebuild from :attr:`config` (fresh weights).
+
+        Examples:
+            >>> agg = ABMILAggregator(8, attention_dim=4, gated=False)
+            >>> ABMILAggregator.from_config(agg.config).config == agg.config
+            True
+
+        """
+        return cls(**_config_kwargs(cls, config))
 
     def _check(self, features: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         return check_bags(features, mask, self.in_dim)
@@ -407,6 +477,10 @@ class GAPAggregator(MILAggregator):
     ) -> None:
         super().__init__(in_dim, num_classes)
         self.classifier = _classifier(self.in_dim, self.num_classes, hidden_dim, dropout)
+        self._extra_config = {
+            "hidden_dim": None if hidden_dim is None else int(hidden_dim),
+            "dropout": float(dropout),
+        }
 
     def forward(
         self, features: torch.Tensor, mask: torch.Tensor | None = None
@@ -464,6 +538,11 @@ class ABMILAggregator(MILAggregator):
         self.classifier = nn.Sequential(
             nn.Dropout(dropout), nn.Linear(self.in_dim, self.num_classes)
         )
+        self._extra_config = {
+            "attention_dim": attention_dim,
+            "gated": bool(gated),
+            "dropout": float(dropout),
+        }
 
     def forward(
         self, features: torch.Tensor, mask: torch.Tensor | None = None
@@ -548,6 +627,12 @@ class DSMILAggregator(MILAggregator):
             else nn.Identity()
         )
         self.bag_classifier = nn.Conv1d(self.num_classes, self.num_classes, kernel_size=self.in_dim)
+        self._extra_config = {
+            "query_dim": self.query_dim,
+            "nonlinear_query": bool(nonlinear_query),
+            "passing_v": bool(passing_v),
+            "dropout_v": float(dropout_v),
+        }
 
     def forward(
         self, features: torch.Tensor, mask: torch.Tensor | None = None
@@ -688,6 +773,20 @@ class SlotMILAggregator(MILAggregator):
         self.pool_query = nn.Parameter(torch.randn(1, 1, d) * d**-0.5)
         self.pool = nn.MultiheadAttention(d, self.num_heads, batch_first=True)
         self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(d, self.num_classes))
+        self._extra_config = {
+            "num_slots": self.num_slots,
+            "num_heads": self.num_heads,
+            "hidden_dim": self.hidden_dim,
+            "subsample": (
+                None
+                if subsample is None
+                else float(subsample)
+                if isinstance(subsample, float)
+                else int(subsample)
+            ),
+            "dropout": float(dropout),
+            "eps": self.eps,
+        }
 
     def _training_mask(self, mask: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         if not self.training or self.subsample is None:
@@ -868,6 +967,19 @@ def create_aggregator(name: str, **kwargs: Any) -> MILAggregator:
 # ---------------------------------------------------------------------------
 # The model f(a(g(h)))
 # ---------------------------------------------------------------------------
+#: Keys of :attr:`MILModel.config` (the constructor's arguments).
+MIL_CONFIG_KEYS: tuple[str, ...] = (
+    "feature_dim",
+    "num_classes",
+    "aggregator",
+    "projection",
+    "projection_hidden",
+    "projection_out",
+    "projection_dropout",
+    "aggregator_kwargs",
+)
+
+
 class MILModel(nn.Module):
     """Projection ``g`` + aggregator/classifier: ``logits = f(a(g(h)))``.
 
@@ -884,11 +996,18 @@ class MILModel(nn.Module):
         aggregator_kwargs: Extra keyword arguments of the aggregator.
         projection: Whether to use ``g`` at all.
 
+    :attr:`config` holds every constructor argument (the aggregator's
+    resolved keyword arguments included) as a JSON-serialisable dict, and
+    :meth:`from_config` rebuilds the architecture from it; the trainer saves
+    it as the checkpoints' ``"model_config"``.
+
     Examples:
         >>> model = MILModel(32, aggregator="gap", projection_hidden=16).eval()
         >>> probs = model.predict_bags([torch.randn(5, 32), torch.randn(9, 32)])["probabilities"]
         >>> probs.shape
         (2, 2)
+        >>> model.config["aggregator"], model.config["aggregator_kwargs"]
+        ('gap', {'hidden_dim': 256, 'dropout': 0.0})
 
     """
 
@@ -923,6 +1042,60 @@ class MILModel(nn.Module):
             num_classes=self.num_classes,
             **dict(aggregator_kwargs or {}),
         )
+        self._projection_config: dict[str, Any] = {
+            "projection": bool(projection),
+            "projection_hidden": int(projection_hidden),
+            "projection_out": None if projection_out is None else int(projection_out),
+            "projection_dropout": float(projection_dropout),
+        }
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """Everything needed to rebuild this model: a JSON-serialisable dict.
+
+        Keys: ``feature_dim``, ``num_classes``, ``aggregator`` (lower-case
+        name), ``projection``, ``projection_hidden``, ``projection_out``,
+        ``projection_dropout`` and ``aggregator_kwargs`` (the aggregator's
+        resolved keyword arguments, defaults included). It is also a valid
+        ``model`` section for
+        :func:`~tia_scanner_robust.experiments.scangen.build_mil_model`.
+        """
+        aggregator_kwargs = self.aggregator.config
+        del aggregator_kwargs["in_dim"], aggregator_kwargs["num_classes"]
+        return {
+            "feature_dim": self.feature_dim,
+            "num_classes": self.num_classes,
+            "aggregator": str(self.aggregator_name).lower(),
+            **copy.deepcopy(self._projection_config),
+            "aggregator_kwargs": aggregator_kwargs,
+        }
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> MILModel:
+        """A model (fresh weights) with the architecture described by :attr:`config`.
+
+        Keys other than ``feature_dim`` may be left out (constructor defaults).
+
+        Raises:
+            TypeError: If ``config`` is not a mapping.
+            ValueError: On unknown keys or a missing ``feature_dim``.
+
+        Examples:
+            >>> model = MILModel(8, aggregator="slotmil", projection_hidden=8)
+            >>> clone = MILModel.from_config(model.config)
+            >>> clone.aggregator_name, clone.aggregator.num_slots
+            ('slotmil', 16)
+
+        """
+        kwargs = _config_kwargs(cls, config)
+        unknown = sorted(set(kwargs) - set(MIL_CONFIG_KEYS))
+        if unknown:
+            msg = f"Unknown MILModel config keys {unknown}; valid: {', '.join(MIL_CONFIG_KEYS)}."
+            raise ValueError(msg)
+        if "feature_dim" not in kwargs:
+            msg = "MILModel config lacks 'feature_dim'."
+            raise ValueError(msg)
+        return cls(**kwargs)
 
     def embed(self, features: torch.Tensor) -> torch.Tensor:
         """Project patch embeddings with ``g``: ``(..., D) -> (..., D')``."""

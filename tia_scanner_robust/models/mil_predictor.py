@@ -33,7 +33,6 @@ Examples:
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,10 +43,15 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from tia_scanner_robust.data.features import MISSING_LABEL, BagDataset, FeatureStore
+from tia_scanner_robust.features.extract import (
+    _stem_runs,  # noqa: F401 - re-exported for tests of the stem grouping
+    read_wsi_features,
+    run_wsi_engine,
+)
 from tia_scanner_robust.models.mil import MILModel, pad_bags
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Sequence
 
     from tiatoolbox.models.engine.io_config import IOPatchPredictorConfig
 
@@ -83,6 +87,55 @@ def default_ioconfig(patch_size: int = 224, mpp: float = 0.5) -> IOPatchPredicto
     )
 
 
+def _build_mil(
+    path: Path,
+    payload: Mapping[str, Any],
+    state: Mapping[str, torch.Tensor],
+    model_config: Mapping[str, Any] | None,
+    feature_dim: int | None,
+) -> MILModel:
+    """The (untrained) MIL model of a checkpoint: ``model_config`` wins, else the stored one.
+
+    A stored :attr:`MILModel.config` (it has ``feature_dim``) goes through
+    :meth:`MILModel.from_config`; an explicit ``model_config`` or a stored
+    ``model`` config section goes through ``build_mil_model``.
+    """
+    from tia_scanner_robust.experiments.scangen import build_mil_model  # noqa: PLC0415
+
+    config = model_config if model_config is not None else payload.get("model_config")
+    if not isinstance(config, Mapping):
+        if model_config is not None:
+            msg = f"model_config must be a mapping, got {type(model_config).__name__}."
+            raise TypeError(msg)
+        msg = (
+            f"{path} stores no MIL model config (a checkpoint written before the "
+            "trainer saved it, or a bare state dict): pass model_config= (the "
+            "'model' section of the MIL config used for training)."
+        )
+        raise ValueError(msg)
+    if model_config is None and "feature_dim" in config:  # a stored MILModel.config
+        stored = dict(config)
+        if feature_dim is not None:
+            stored["feature_dim"] = int(feature_dim)
+        try:
+            return MILModel.from_config(stored)
+        except (TypeError, ValueError) as error:
+            msg = (
+                f"{path} stores a model_config that does not describe a MIL model "
+                f"({error}); pass model_config= (the 'model' section of the MIL config)."
+            )
+            raise ValueError(msg) from error
+    if feature_dim is None:
+        feature_dim = config.get("feature_dim")
+    if feature_dim is None:
+        weight = state.get("projection.net.0.weight")
+        if weight is None:
+            msg = f"Cannot infer feature_dim from {path}: pass feature_dim=."
+            raise ValueError(msg)
+        feature_dim = int(weight.shape[1])
+    return build_mil_model(int(feature_dim), config)
+
+
 def load_mil_checkpoint(
     path: str | Path,
     model_config: Mapping[str, Any] | None = None,
@@ -91,26 +144,43 @@ def load_mil_checkpoint(
     """A :class:`MILModel` from a checkpoint (read with ``torch.load(weights_only=True)``).
 
     Accepted payloads: the trainer's checkpoints (``last.pt``/``best.pt`` of
-    :func:`~tia_scanner_robust.experiments.scangen.train_mil_model`: a dict
-    with ``"model"``, the state dict of the ``MILBagModule`` adapter whose keys
-    start with ``"mil."``, and ``"model_config"``), a dict with
-    ``"state_dict"``, or a bare ``MILModel`` state dict.
+    :func:`~tia_scanner_robust.experiments.scangen.train_mil_model`, i.e.
+    ``tia-scanner-robust train-mil``: a dict with ``"model"``, the state dict
+    of the ``MILBagModule`` adapter whose keys start with ``"mil."``, and
+    ``"model_config"``, the model's
+    :attr:`~tia_scanner_robust.models.mil.MILModel.config`), a dict with
+    ``"state_dict"`` (and optionally ``"model_config"``), or a bare
+    ``MILModel`` state dict.
+
+    Checkpoints written since the trainer stores the MIL config are
+    self-describing: no ``model_config`` is needed. Older checkpoints (whose
+    ``"model_config"`` is missing or ``None``) and bare state dicts need
+    ``model_config=``.
 
     Args:
         path: The checkpoint file.
         model_config: The ``model`` section of the MIL config
-            (:func:`~tia_scanner_robust.experiments.scangen.build_mil_model`);
-            default: the checkpoint's ``model_config``.
-        feature_dim: Feature size ``D``; default: read from the weights of ``g``.
+            (:func:`~tia_scanner_robust.experiments.scangen.build_mil_model`;
+            a :attr:`MILModel.config` works too). When given it wins over the
+            config stored in the checkpoint. Default: the stored one.
+        feature_dim: Feature size ``D``; default: the stored config's, else
+            ``model_config``'s ``feature_dim``, else read from the weights of ``g``.
 
     Raises:
         FileNotFoundError: If ``path`` does not exist.
-        ValueError: If the file holds no state dict, no model config is known,
-            or the weights do not fit the configured model.
+        ValueError: If the file holds no state dict, no model config is known
+            (the message says to pass ``model_config=``), the stored config is
+            not a MIL model config, or the weights do not fit the model.
+
+    Examples:
+        >>> import tempfile, torch
+        >>> path = tempfile.mkdtemp() + "/mil.pt"
+        >>> model = MILModel(8, aggregator="abmil", projection_hidden=4)
+        >>> torch.save({"model": model.state_dict(), "model_config": model.config}, path)
+        >>> load_mil_checkpoint(path).config == model.config
+        True
 
     """
-    from tia_scanner_robust.experiments.scangen import build_mil_model  # noqa: PLC0415
-
     path = Path(path)
     if not path.is_file():
         msg = f"MIL checkpoint {path} does not exist."
@@ -127,56 +197,13 @@ def load_mil_checkpoint(
         raise ValueError(msg)
     if state and all(k.startswith("mil.") for k in state):
         state = {k[len("mil.") :]: v for k, v in state.items()}
-    config = model_config if model_config is not None else payload.get("model_config")
-    if not isinstance(config, Mapping):
-        msg = (
-            f"{path} stores no model config: pass model_config= (the 'model' section "
-            "of the MIL config used for training)."
-        )
-        raise ValueError(msg)
-    if feature_dim is None:
-        weight = state.get("projection.net.0.weight")
-        if weight is None:
-            msg = f"Cannot infer feature_dim from {path}: pass feature_dim=."
-            raise ValueError(msg)
-        feature_dim = int(weight.shape[1])
-    model = build_mil_model(int(feature_dim), config)
+    model = _build_mil(path, payload, state, model_config, feature_dim)
     try:
         model.load_state_dict(dict(state))
     except RuntimeError as error:
         msg = f"Weights in {path} do not fit the configured MIL model: {error}"
         raise ValueError(msg) from error
     return model.eval()
-
-
-@contextlib.contextmanager
-def _cpu_no_compile(device: str) -> Iterator[None]:
-    """Skip TIAToolbox's torch.compile probe on CPU (it only warns there)."""
-    from tiatoolbox import rcParam  # noqa: PLC0415
-
-    previous = rcParam["torch_compile_mode"]
-    if str(device).startswith("cpu"):
-        rcParam["torch_compile_mode"] = "disable"
-    try:
-        yield
-    finally:
-        rcParam["torch_compile_mode"] = previous
-
-
-def _stem_runs(paths: Sequence[Path]) -> list[list[int]]:
-    """Indices of ``paths`` split into runs whose file stems are distinct."""
-    runs: list[list[int]] = []
-    stems: list[set[str]] = []
-    for index, path in enumerate(paths):
-        for run, seen in zip(runs, stems, strict=True):
-            if path.stem not in seen:
-                run.append(index)
-                seen.add(path.stem)
-                break
-        else:
-            runs.append([index])
-            stems.append({path.stem})
-    return runs
 
 
 class MILSlidePredictor:
@@ -265,12 +292,19 @@ class MILSlidePredictor:
     ) -> MILSlidePredictor:
         """A predictor from a MIL checkpoint (see :func:`load_mil_checkpoint`).
 
+        Checkpoints of ``tia-scanner-robust train-mil`` store the model's
+        config, so ``model_config`` is only needed for older checkpoints or
+        bare state dicts; when given, it wins over the stored config.
         ``kwargs`` go to the constructor.
 
         Examples:
             >>> import tempfile, torch
             >>> path = tempfile.mkdtemp() + "/mil.pt"
-            >>> torch.save({"model": MILModel(8, projection_hidden=4).state_dict()}, path)
+            >>> model = MILModel(8, projection_hidden=4)
+            >>> torch.save({"model": model.state_dict(), "model_config": model.config}, path)
+            >>> MILSlidePredictor.from_checkpoint(path).mil_model.feature_dim
+            8
+            >>> torch.save({"model": model.state_dict()}, path)  # no stored config
             >>> config = {"aggregator": "gap", "projection_hidden": 4}
             >>> MILSlidePredictor.from_checkpoint(path, model_config=config).mil_model.feature_dim
             8
@@ -380,19 +414,6 @@ class MILSlidePredictor:
         return records
 
     # ------------------------------------------------------------------ WSIs
-    def _engine(self) -> Any:
-        from tia_scanner_robust.engines.consistency import (  # noqa: PLC0415
-            _feature_extractor_class,
-        )
-
-        return _feature_extractor_class()(
-            model=self.feature_model,
-            batch_size=self.batch_size,
-            num_workers=0,
-            device=self.device,
-            verbose=False,
-        )
-
     def predict_wsis(
         self,
         wsi_paths: Sequence[str | Path],
@@ -420,7 +441,7 @@ class MILSlidePredictor:
 
         Returns:
             One dict per slide, in input order: ``path``, ``zarr`` (engine
-            output), ``coordinates`` ``(N, 4)`` (patch bounds at baseline),
+            output), ``coordinates`` ``(N, 4)`` (patch bounds in pixels at the ``ioconfig`` resolution),
             ``n_instances``, and, when ``N >= 1``, ``logits``,
             ``probabilities``, ``prediction``, ``score`` and ``attention``
             (a slide without any patch gets NaN probabilities, ``prediction``
@@ -436,54 +457,22 @@ class MILSlidePredictor:
             msg = "predict_wsis needs a feature_model (pass one to MILSlidePredictor)."
             raise ValueError(msg)
         paths = [Path(p) for p in wsi_paths]
-        if not paths:
-            msg = "wsi_paths is empty."
-            raise ValueError(msg)
-        mask_list = list(masks) if masks is not None else [None] * len(paths)
-        if len(mask_list) != len(paths):
-            msg = f"masks has {len(mask_list)} entries for {len(paths)} wsi_paths."
-            raise ValueError(msg)
-        files = [m for m in mask_list if isinstance(m, (str, Path))]
-        for path in [*paths, *files]:
-            if not Path(path).is_file():
-                msg = f"File {path} does not exist."
-                raise FileNotFoundError(msg)
-        save_dir = Path(save_dir)
-        zarrs: dict[int, Path] = {}
-        runs = _stem_runs(paths)
-        for k, run in enumerate(tqdm(runs, desc="extract WSIs", disable=not self.progress)):
-            kwargs: dict[str, Any] = {
-                "patch_mode": False,
-                "save_dir": save_dir / f"run_{k}",
-                "output_type": "zarr",
-                "ioconfig": self.ioconfig,
-                "overwrite": True,
-                "auto_get_mask": auto_get_mask,
-            }
-            if any(mask_list[i] is not None for i in run):
-                kwargs["masks"] = [mask_list[i] for i in run]
-            with _cpu_no_compile(self.device):
-                outputs = self._engine().run([paths[i] for i in run], **kwargs)
-            by_src = {str(Path(src)): Path(dst) for src, dst in outputs.items()}
-            by_stem = {Path(src).stem: Path(dst) for src, dst in outputs.items()}
-            for i in run:  # stems are distinct within a run
-                zarrs[i] = by_src.get(str(paths[i]), by_stem.get(paths[i].stem))
-                if zarrs[i] is None:
-                    msg = f"The engine returned no output for {paths[i]} (got {list(outputs)})."
-                    raise RuntimeError(msg)
-        return [self._predict_zarr(paths[i], zarrs[i]) for i in range(len(paths))]
+        zarrs = run_wsi_engine(
+            self.feature_model,
+            paths,
+            save_dir,
+            ioconfig=self.ioconfig,
+            batch_size=self.batch_size,
+            device=self.device,
+            masks=masks,
+            auto_get_mask=auto_get_mask,
+            progress=self.progress,
+        )
+        return [self._predict_zarr(path, out) for path, out in zip(paths, zarrs, strict=True)]
 
     def _predict_zarr(self, path: Path, zarr_path: Path) -> dict[str, Any]:
         """Read one slide's engine output (features, coordinates) and predict it."""
-        import zarr  # noqa: PLC0415
-
-        group = zarr.open_group(str(zarr_path), mode="r")
-        if "features" not in group or "coordinates" not in group:
-            msg = f"Engine output {zarr_path} lacks features/coordinates (has {sorted(group)})."
-            raise ValueError(msg)
-        features = np.asarray(group["features"][...], dtype=np.float32)
-        features = features.reshape(features.shape[0], -1)
-        coordinates = np.asarray(group["coordinates"][...])
+        features, coordinates = read_wsi_features(zarr_path)
         base: dict[str, Any] = {
             "path": path,
             "zarr": zarr_path,
