@@ -139,3 +139,173 @@ def test_extract_features_cli_resumes(collection, tmp_path):
     summary = summary_of(second.output)
     assert summary["skipped"] == 6
     assert summary["written"] == 0
+
+
+# --------------------------------------------------------------- whole slides
+WSI_PATCH = 64
+
+
+def tiny_backbone() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(3, 8, kernel_size=8, stride=8), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten()
+    ).eval()
+
+
+@pytest.fixture(scope="module")
+def whole_slide(he_image, tmp_path_factory):
+    """512x640 pyramidal TIFF at 0.5 mpp: tissue in x < 384, white background to the right."""
+    from tests.data.test_registration import write_pyramidal_tiff  # noqa: PLC0415
+
+    image = np.full((512, 640, 3), 255, np.uint8)
+    image[:, :384] = he_image[:512, :384]
+    return write_pyramidal_tiff(tmp_path_factory.mktemp("wsi") / "slide.tif", image, 0.5)
+
+
+def wsi_sample(path, mpp=1.0, specimen="S1") -> PairedSample:
+    return PairedSample(specimen, "A", path=path, mpp=mpp, label=1, split="test", is_wsi=True)
+
+
+def grid(xs, ys) -> set:
+    return {(x, y, x + WSI_PATCH, y + WSI_PATCH) for x in xs for y in ys}
+
+
+@pytest.fixture
+def engine_calls(monkeypatch):
+    """Record ``patch_mode`` of every DeepFeatureExtractor.run; forbid in-memory reads."""
+    from tiatoolbox.models.engine.deep_feature_extractor import (  # noqa: PLC0415
+        DeepFeatureExtractor,
+    )
+
+    calls = []
+    original = DeepFeatureExtractor.run
+
+    def spy(self, images, **kwargs):
+        calls.append(kwargs.get("patch_mode", True))
+        return original(self, images, **kwargs)
+
+    def no_read(sample):
+        msg = f"whole slide {sample.path} read into memory"
+        raise AssertionError(msg)
+
+    monkeypatch.setattr(DeepFeatureExtractor, "run", spy)
+    monkeypatch.setattr("tia_scanner_robust.data.paired.load_sample_image", no_read)
+    return calls
+
+
+def test_whole_slide_streams_through_wsi_mode(whole_slide, engine_calls, tmp_path):
+    from tiatoolbox.wsicore.wsireader import WSIReader  # noqa: PLC0415
+
+    backbone = tiny_backbone()
+    store = FeatureStore(tmp_path / "f.zarr", mode="w")
+    summary = extract_features(
+        [wsi_sample(whole_slide)], store, backbone, patch_size=WSI_PATCH, progress=False
+    )
+    assert engine_calls == [False]  # one WSI-mode run, no image read into memory
+    assert (summary["written"], summary["wsi"], summary["empty"]) == (1, 1, 0)
+    slide = store.read_slide("S1", "A")
+    assert slide.info.get("mode") == "wsi"
+    assert slide.info.get("mpp") == 1.0
+    assert (slide.info.label, slide.info.split) == (1, "test")
+    # read at 1.0 mpp the slide is 320x256; the tissue (x < 192 there) covers 3 of the
+    # 5 patch columns in all 4 rows: the tissue mask keeps exactly those patches
+    boxes = [tuple(map(int, b)) for b in slide.coordinates]
+    assert len(boxes) == slide.features.shape[0] == 12
+    assert set(boxes) == grid((0, 64, 128), (0, 64, 128, 192))
+    # reference: the same patches read directly and run through the backbone
+    reader = WSIReader.open(whole_slide)
+    patches = np.stack([reader.read_bounds(b, 1.0, "mpp", coord_space="resolution") for b in boxes])
+    preproc = make_preproc((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    images = torch.from_numpy(np.stack([preproc(p) for p in patches])).permute(0, 3, 1, 2)
+    with torch.no_grad():
+        reference = backbone(images.float()).numpy()
+    np.testing.assert_allclose(slide.features, reference, rtol=1e-4, atol=1e-5)
+    assert not list(tmp_path.glob(".extract-wsi-*"))  # engine outputs removed
+
+
+def test_whole_slide_masking_options(whole_slide, engine_calls, tmp_path):
+    backbone = tiny_backbone()
+    store = FeatureStore(tmp_path / "f.zarr", mode="w")
+    samples = [wsi_sample(whole_slide, None, "full"), wsi_sample(whole_slide, 1.0, "all")]
+    summary = extract_features(
+        samples, store, backbone, patch_size=WSI_PATCH, tissue_mask=False, progress=False
+    )
+    assert summary["wsi"] == 2
+    # no mask: every patch of the grid, the baseline (None mpp) grid is 10x8
+    full = {tuple(map(int, b)) for b in store.read_slide("full", "A").coordinates}
+    assert full == grid(range(0, 640, 64), range(0, 512, 64))
+    everything = store.read_slide("all", "A")
+    assert {tuple(map(int, b)) for b in everything.coordinates} == grid(
+        range(0, 320, 64), range(0, 256, 64)
+    )
+    # a given mask (any size) wins: the left fifth keeps one column of patches
+    mask = np.zeros((64, 80), np.uint8)
+    mask[:, :16] = 1
+    masked_store = FeatureStore(tmp_path / "m.zarr", mode="w")
+    extract_features(
+        [wsi_sample(whole_slide)],
+        masked_store,
+        backbone,
+        patch_size=WSI_PATCH,
+        tissue_masks={whole_slide: mask},
+        progress=False,
+    )
+    masked = masked_store.read_slide("S1", "A")
+    assert {tuple(map(int, b)) for b in masked.coordinates} == grid((0,), range(0, 256, 64))
+    pairs = zip(everything.coordinates, everything.features, strict=True)
+    rows = {tuple(map(int, b)): f for b, f in pairs}
+    for box, feats in zip(masked.coordinates, masked.features, strict=True):
+        np.testing.assert_allclose(feats, rows[tuple(map(int, box))], rtol=1e-5, atol=1e-6)
+    # a mask without tissue: nothing to store, counted as empty
+    empty_store = FeatureStore(tmp_path / "e.zarr", mode="w")
+    summary = extract_features(
+        [wsi_sample(whole_slide)],
+        empty_store,
+        backbone,
+        patch_size=WSI_PATCH,
+        tissue_masks={whole_slide: np.zeros((8, 10), np.uint8)},
+        progress=False,
+    )
+    assert (summary["written"], summary["empty"]) == (0, 1)
+    assert len(empty_store) == 0
+
+
+def test_whole_slide_resume_skips_finished_slides(whole_slide, engine_calls, tmp_path):
+    path = tmp_path / "f.zarr"
+    samples = [wsi_sample(whole_slide, 1.0, "S1"), wsi_sample(whole_slide, 1.0, "S2")]
+    crashing = CountingNet(fail_on_call=2)  # 12 patches, one batch: call 2 = second slide
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        extract_features(samples, path, crashing, patch_size=WSI_PATCH, progress=False)
+    store = FeatureStore(path, mode="r")
+    assert [s.specimen_id for s in store.slides()] == ["S1"]
+    assert not list(tmp_path.glob(".extract-wsi-*"))  # cleaned up after the crash too
+    before = store.read_slide("S1", "A").features.copy()
+    engine_calls.clear()
+    fresh = CountingNet()
+    summary = extract_features(samples, path, fresh, patch_size=WSI_PATCH, progress=False)
+    assert (summary["skipped"], summary["written"]) == (1, 1)
+    assert engine_calls == [False]  # only S2 went through the engine
+    assert fresh.calls == 1
+    store = FeatureStore(path, mode="r")
+    np.testing.assert_array_equal(store.read_slide("S1", "A").features, before)
+    np.testing.assert_allclose(store.read_slide("S2", "A").features, before, rtol=1e-5)
+
+
+def test_extract_features_cli_whole_slide_tissue_flag(whole_slide, tmp_path):
+    from click.testing import CliRunner  # noqa: PLC0415
+
+    from tia_scanner_robust.cli.extract_features import extract_features as cli  # noqa: PLC0415
+
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text(f"specimen_id,scanner,path,mpp\nS1,A,{whole_slide},1.0\n")
+    counts = {}
+    for flag in ("--tissue-mask", "--no-tissue-mask"):
+        out = tmp_path / f"{flag}.zarr"
+        args = ["--manifest", str(manifest), "--model", "resnet18", "--no-pretrained"]
+        args += ["-o", str(out), "--patch-size", "64", flag]
+        result = CliRunner().invoke(cli, args, catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        slide = FeatureStore(out, mode="r").read_slide("S1", "A")
+        assert slide.info.get("mode") == "wsi"
+        counts[flag] = slide.features.shape[0]
+    assert counts == {"--tissue-mask": 12, "--no-tissue-mask": 20}

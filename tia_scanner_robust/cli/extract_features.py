@@ -1,11 +1,13 @@
 r"""``tia-scanner-robust extract-features``: patch features of a manifest into a FeatureStore.
 
 Runs TIAToolbox's ``DeepFeatureExtractor`` over every row of a manifest
-(one slide per row: a patch image, tiled at ``--patch-size``, or a WSI
-region) and writes per slide the patch features and coordinates, keyed by
-specimen, scanner and magnification, with the row's label and split.
-Resumable: slides already complete in the store are skipped; every slide is
-written atomically. See :mod:`tia_scanner_robust.features.extract`.
+(one slide per row: a patch image or a WSI region, read and tiled at
+``--patch-size``; or a whole WSI, streamed by the engine in WSI mode at the
+row's ``mpp``, keeping tissue patches unless ``--no-tissue-mask``) and writes
+per slide the patch features and coordinates, keyed by specimen, scanner and
+magnification, with the row's label and split. Resumable: slides already
+complete in the store are skipped; every slide is written atomically. See
+:mod:`tia_scanner_robust.features.extract`.
 
 Examples:
     >>> from click.testing import CliRunner
@@ -61,6 +63,12 @@ __all__ = ["extract_features"]
     help="--no-pretrained: random initialisation (offline tests; NOT a foundation model).",
 )
 @click.option(
+    "--tissue-mask/--no-tissue-mask",
+    default=True,
+    show_default=True,
+    help="Whole-slide rows: keep only patches on tissue (TIAToolbox's automatic tissue mask).",
+)
+@click.option(
     "--incomplete",
     type=click.Choice(["error", "drop"]),
     default="error",
@@ -76,6 +84,7 @@ def extract_features(
     batch_size: int,
     device: str,
     pretrained: bool,
+    tissue_mask: bool,
     incomplete: str,
 ) -> None:
     """Extract patch features of every manifest row into a FeatureStore."""
@@ -94,6 +103,7 @@ def extract_features(
             batch_size=batch_size,
             device=device,
             pretrained=pretrained,
+            tissue_mask=tissue_mask,
         )
     except (ValueError, FileNotFoundError) as err:
         raise click.ClickException(str(err)) from err

@@ -551,7 +551,7 @@ def extract_features(
     mean, std = normalization or default_norm
     net.preproc_func = make_preproc(tuple(mean), tuple(std))  # type: ignore[assignment]
     name = model_name or name
-    masks = {str(Path(k)): v for k, v in (tissue_masks or {}).items()}
+    masks = {Path(k).resolve(): v for k, v in (tissue_masks or {}).items()}
     work = Path(work_dir) if work_dir is not None else store.path.parent
     sample_list = list(samples)
     written = skipped = empty = wsi = 0
@@ -568,7 +568,7 @@ def extract_features(
                 patch_size=patch_size,
                 batch_size=batch_size,
                 device=device,
-                mask=masks.get(str(sample.path)),
+                mask=masks.get(sample.path.resolve()) if sample.path is not None else None,
                 auto_get_mask=tissue_mask,
             )
             if result is None:

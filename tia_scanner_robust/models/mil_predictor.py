@@ -426,8 +426,11 @@ class MILSlidePredictor:
 
         ``DeepFeatureExtractor.run(..., patch_mode=False, output_type="zarr")``
         writes one zarr per slide under ``save_dir`` (in ``run_<k>`` folders,
-        one per group of distinct file stems); each slide's ``features`` and
-        ``coordinates`` are then read from its zarr and form one bag.
+        one per group of distinct file stems; shared with feature extraction:
+        :func:`~tia_scanner_robust.features.extract.run_wsi_engine`); each
+        slide's ``features`` and ``coordinates`` are then read from its zarr
+        (:func:`~tia_scanner_robust.features.extract.read_wsi_features`) and
+        form one bag.
 
         Args:
             wsi_paths: Slide files readable by TIAToolbox.
@@ -441,8 +444,8 @@ class MILSlidePredictor:
 
         Returns:
             One dict per slide, in input order: ``path``, ``zarr`` (engine
-            output), ``coordinates`` ``(N, 4)`` (patch bounds in pixels at the ``ioconfig`` resolution),
-            ``n_instances``, and, when ``N >= 1``, ``logits``,
+            output), ``coordinates`` ``(N, 4)`` (patch bounds in pixels at
+            the ``ioconfig`` resolution), ``n_instances``, and, when ``N >= 1``, ``logits``,
             ``probabilities``, ``prediction``, ``score`` and ``attention``
             (a slide without any patch gets NaN probabilities, ``prediction``
             and ``attention`` ``None``).
