@@ -18,7 +18,10 @@ Peak memory: "step peak" is what a step adds at its peak above the state
 after one warm-up step (model, optimiser state, allocator caches): on CUDA
 ``torch.cuda.max_memory_allocated`` minus the allocated memory before the
 steps; on Linux CPUs the peak resident set (``VmHWM``, reset through
-``/proc/self/clear_refs``) minus the resident set before the steps.
+``/proc/self/clear_refs``) minus the resident set before the steps, in a
+child process whose glibc returns every freed block of 64 KiB or more to
+the system (``MALLOC_MMAP_THRESHOLD_``), so memory the warm-up step freed
+does not hide the step's own peak.
 "Process peak" is the whole process's peak (including Python, torch and
 TIAToolbox imports).
 
@@ -35,6 +38,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
+import os
 import platform
 import resource
 import statistics
@@ -209,12 +213,28 @@ def _memory_worker(variant: str, args: argparse.Namespace, queue: mp.Queue) -> N
     )
 
 
+_MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0"}
+
+
 def measure_memory(variant: str, args: argparse.Namespace) -> dict:
     """Run one variant in a fresh process (so its peak memory is its own)."""
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     proc = ctx.Process(target=_memory_worker, args=(variant, args, queue))
-    proc.start()
+    # glibc: serve every allocation >= 64 KiB by mmap and unmap it on free, so
+    # freed tensors leave the resident set and a step's peak is not hidden by
+    # memory the warm-up step freed but the allocator kept (the spawned child
+    # reads the environment at start).
+    saved = {key: os.environ.get(key) for key in _MALLOC_ENV}
+    os.environ.update(_MALLOC_ENV)
+    try:
+        proc.start()
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
     result = queue.get()
     proc.join()
     return result
