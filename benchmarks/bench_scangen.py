@@ -11,6 +11,11 @@
    of g over ``n_subsample`` random patches of a slide), for a task batch of
    8 bags x 512 patches and a ScanGen batch of 16 slides x 512 patches
    (``--bag-size``).
+3. ``--trainer-step``: the same comparison through the real code path,
+   ``MILTrainer.train_step`` with and without ``ScanGenHook`` (cached pool of
+   16 specimens x 2 scanners): adds the hook's draw, row gather, pair ids,
+   stats and the trainer's logging, i.e. the host-side work per step that
+   section 2 leaves out (the task batch is pre-collated on the device).
 
 Peak memory: on CUDA ``torch.cuda.max_memory_allocated``; on the CPU the
 increase of the process's peak resident set size (``ru_maxrss``) during the
@@ -22,6 +27,7 @@ Usage::
     python benchmarks/bench_scangen.py                   # CPU
     python benchmarks/bench_scangen.py --device cuda
     python benchmarks/bench_scangen.py --write docs/benchmarks_scangen.md
+    python benchmarks/bench_scangen.py --skip-loss --trainer-step --subsamples 32
 
 """
 
@@ -175,7 +181,67 @@ def case_step(args: argparse.Namespace) -> dict:
     return {"seconds": seconds, "memory_mib": memory}
 
 
-CASES = {"loss": case_loss, "naive": case_naive, "step": case_step}
+def case_trainer_step(args: argparse.Namespace) -> dict:
+    """The real training step: ``MILTrainer.train_step`` with or without ``ScanGenHook``.
+
+    Unlike ``case_step`` (the bare arithmetic of the branch) this goes through
+    the hook (pool draw, row gather, pair ids, stats) and the trainer's
+    logging, i.e. the host-side work a training run pays per step.
+    """
+    import tempfile  # noqa: PLC0415
+
+    import numpy as np  # noqa: PLC0415
+
+    from tia_scanner_robust.data.features import (  # noqa: PLC0415
+        BagDataset,
+        FeatureStore,
+        collate_bags,
+    )
+    from tia_scanner_robust.experiments.scangen import MILBagModule, MILTrainer  # noqa: PLC0415
+    from tia_scanner_robust.training.scangen import ScanGenHook  # noqa: PLC0415
+
+    with tempfile.TemporaryDirectory() as tmp:
+        store = FeatureStore(Path(tmp) / "pool.zarr", mode="w")
+        rng = np.random.default_rng(0)
+        for p in range(8):  # task bags
+            feats = rng.standard_normal((args.bag_size, args.fm_dim), dtype=np.float32)
+            store.write_slide(f"T{p}", "A", feats, label=p % 2, split="train")
+        for p in range(16):  # pool: 16 specimens x 2 scanners
+            for scanner in ("A", "B"):
+                feats = rng.standard_normal((args.bag_size, args.fm_dim), dtype=np.float32)
+                store.write_slide(f"P{p}", scanner, feats, split="scangen")
+        hooks = []
+        if args.n_subsample >= 0:
+            n = args.n_subsample or args.bag_size
+            hooks = [ScanGenHook(store, 0.5, split="scangen", n_subsample=n, batch_size=16)]
+        torch.manual_seed(0)
+        model = MILBagModule(MILModel(args.fm_dim, 2, "gap", projection_hidden=512))
+        config = {
+            "epochs": 1,
+            "batch_size": 8,
+            "task": "classification",
+            "image_key": "features",
+            "target_key": "label",
+            "progress": False,
+            "device": args.device,
+            "output_dir": str(Path(tmp) / "run"),
+            "optimizer": "adam",
+            "lr": 1e-4,
+        }
+        data = BagDataset(store, "train")
+        trainer = MILTrainer(model, data, config=config, hooks=hooks, collate_fn=collate_bags)
+        batch = collate_bags(list(data))
+        batch["features"] = batch["features"].to(args.device)  # data loading is not timed
+        seconds = timed(lambda: trainer.train_step(dict(batch)), args.repeats, args.device)
+    return {"seconds": seconds, "memory_mib": 0.0}
+
+
+CASES = {
+    "loss": case_loss,
+    "naive": case_naive,
+    "step": case_step,
+    "trainer-step": case_trainer_step,
+}
 
 
 def run_case(name: str, args: argparse.Namespace, **overrides) -> dict:
@@ -242,6 +308,14 @@ def main() -> None:
     parser.add_argument(
         "--threads", type=int, default=0, help="torch CPU threads (0: torch's default)"
     )
+    parser.add_argument(
+        "--trainer-step",
+        action="store_true",
+        help="also time MILTrainer.train_step with the real ScanGenHook (host-side overhead)",
+    )
+    parser.add_argument(
+        "--skip-loss", action="store_true", help="skip section 1 (loss versus naive loop)"
+    )
     parser.add_argument("--write", type=Path, default=None, help="write a Markdown report here")
     parser.add_argument("--child", choices=sorted(CASES), default=None, help=argparse.SUPPRESS)
     parser.add_argument("--batch", type=int, default=1024, help=argparse.SUPPRESS)
@@ -262,7 +336,7 @@ def main() -> None:
     ]
     lines += ["|---|---|---|---|---|---|"]
     naive_note = ""
-    for size in args.sizes:
+    for size in [] if args.skip_loss else args.sizes:
         vec = run_case("loss", args, batch=size)
         naive = run_case("naive", args, batch=size)
         naive_note = (
@@ -299,6 +373,23 @@ def main() -> None:
             f"| {res['memory_mib']:.0f} |"
         )
         print(lines[-1], flush=True)
+    if args.trainer_step:
+        lines += [
+            "",
+            "Through the trainer (MILTrainer.train_step, ScanGenHook on a cached pool):",
+            "",
+            "| step | median (s) | ratio to CE only |",
+            "|---|---|---|",
+        ]
+        base = run_case("trainer-step", args, n_subsample=-1)
+        lines.append(f"| CE only | {base['seconds']:.4f} | 1.00 |")
+        print(lines[-1], flush=True)
+        for n in args.subsamples:
+            res = run_case("trainer-step", args, n_subsample=n)
+            label = f"CE + ScanGen hook, {n if n else args.bag_size} patches/slide"
+            ratio = res["seconds"] / base["seconds"]
+            lines.append(f"| {label} | {res['seconds']:.4f} | {ratio:.2f} |")
+            print(lines[-1], flush=True)
     lines += ["", "Machine:", "", machine_description(args.device), ""]
     report = "\n".join(lines)
     print(report)

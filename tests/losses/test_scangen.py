@@ -11,8 +11,10 @@ import torch
 from tia_scanner_robust.losses.pairs import count_pairs, encode_ids, scangen_pair_masks
 from tia_scanner_robust.losses.scangen import (
     ScanGenLoss,
+    ScanGenStats,
     cosine_distance_matrix,
     scangen_loss,
+    scangen_loss_and_stat_tensors,
     slide_embeddings,
 )
 
@@ -94,6 +96,33 @@ def test_stats_are_consistent(batch):
     assert stats.mean_repel_distance == pytest.approx(d[repel].mean().item())
     assert stats.attract_term + stats.repel_term == pytest.approx(loss.item())
     assert stats.to_dict()["scangen/loss"] == pytest.approx(loss.item())
+
+
+def test_stat_tensors_match_stats_without_boolean_indexing(batch):
+    loss_fn = ScanGenLoss(0.4, 0.6)
+    loss, stats = loss_fn(batch, SPECIMENS, SCANNERS, return_stats=True)
+    loss_t, tensors = loss_fn.loss_and_stat_tensors(
+        batch.clone().requires_grad_(), SPECIMENS, SCANNERS
+    )
+    assert loss_t.item() == loss.item()
+    assert loss_t.requires_grad
+    assert all(t.ndim == 0 and not t.requires_grad for t in tensors.values())
+    assert ScanGenStats.from_tensors(tensors) == stats
+    attract, repel = scangen_pair_masks(SPECIMENS, SCANNERS)
+    d = cosine_distance_matrix(batch)
+    assert tensors["active_repel_fraction"].item() == pytest.approx(
+        (d[repel] < 0.6).double().mean().item()
+    )
+    assert 0 < stats.active_repel_fraction < 1  # the check above is not trivial
+    assert stats.mean_attract_distance == pytest.approx(d[attract].mean().item(), rel=1e-12)
+    # no pair at all: the means are NaN (not 0), the counts 0, the loss 0
+    _, empty = scangen_loss_and_stat_tensors(batch[:3], ["a", "b", "c"], ["x", "y", "z"])
+    numbers = ScanGenStats.from_tensors(empty)
+    assert (numbers.n_attract, numbers.n_repel, numbers.loss) == (0, 0, 0.0)
+    assert isinstance(numbers.n_attract, int)
+    assert math.isnan(numbers.mean_attract_distance)
+    assert math.isnan(numbers.mean_repel_distance)
+    assert math.isnan(numbers.active_repel_fraction)
 
 
 def test_permutation_invariance(batch):

@@ -8,10 +8,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F  # noqa: N812
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from tia_scanner_robust.data.features import BagDataset, FeatureStore, collate_bags
 from tia_scanner_robust.experiments.scangen import MILBagModule, MILTrainer
-from tia_scanner_robust.models.mil import MILModel
+from tia_scanner_robust.losses.scangen import ScanGenLoss, slide_embeddings
+from tia_scanner_robust.models.mil import MILModel, subsample_bags
 from tia_scanner_robust.training.hooks import create_hook
 from tia_scanner_robust.training.scangen import ScanGenHook
 
@@ -163,3 +165,112 @@ def test_bad_arguments(store):
         ScanGenHook(store, granularity="tile", split="scangen")
     with pytest.raises(ValueError, match="cannot fill"):
         ScanGenHook(store, split="train", batch_size=4)
+
+
+@pytest.fixture
+def ragged_store(tmp_path):
+    """Bags of 3-9 patches: with n_subsample = 6 some bags are short."""
+    rng = np.random.default_rng(1)
+    store = FeatureStore(tmp_path / "r.zarr", mode="w")
+    for p, s in itertools.product(range(5), ("A", "B")):
+        n = 3 + (2 * p + len(s) + (s == "B") * 3) % 7
+        store.write_slide(f"R{p}", s, rng.normal(size=(n, DIM)) + p, split="scangen")
+    return store
+
+
+@pytest.mark.parametrize("cache", [True, False])
+def test_gathering_only_kept_rows_matches_collate_then_subsample(ragged_store, cache):
+    """The hook's draw equals sample() + subsample_bags + slide_embeddings (same stream)."""
+    kwargs = {"split": "scangen", "batch_size": 6, "n_subsample": 6, "seed": 2, "cache": cache}
+    hook, twin = ScanGenHook(ragged_store, **kwargs), ScanGenHook(ragged_store, **kwargs)
+    model = MILModel(DIM, projection_hidden=4)
+    short = 0
+    for _ in range(4):
+        loss, stats = hook.scangen_term(model)
+        sg = twin.sample()
+        feats, kept = subsample_bags(sg["features"], sg["mask"], 6, twin._generator)
+        short += int((~kept).any(dim=1).sum())
+        with torch.no_grad():
+            z = slide_embeddings(model.embed(feats), kept)
+        ref, ref_stats = ScanGenLoss()(z, sg["specimen_id"], sg["scanner"], return_stats=True)
+        assert loss.item() == pytest.approx(ref.item(), rel=1e-5, abs=1e-7)
+        assert stats.n_attract == ref_stats.n_attract
+        assert stats.n_repel == ref_stats.n_repel
+        assert stats.mean_repel_distance == pytest.approx(ref_stats.mean_repel_distance, rel=1e-5)
+    assert short > 0  # the padded (masked) path was exercised
+    assert hook.draws == twin.draws == 4
+
+
+def test_cache_is_one_flat_tensor_on_the_cache_device(ragged_store):
+    hook = ScanGenHook(ragged_store, split="scangen", batch_size=4, seed=0, cache_device="cpu")
+    model = MILModel(DIM, projection_hidden=4)
+    assert hook._flat is None  # loaded at the first draw, not at construction
+    first, _ = hook.scangen_term(model)
+    sizes = [b["features"].shape[0] for b in hook.pool]
+    assert tuple(hook._flat.shape) == (sum(sizes), DIM)
+    assert hook._flat.device == torch.device("cpu")
+    for i in range(len(hook.pool)):
+        torch.testing.assert_close(hook._bag(i), hook.pool[i]["features"])
+    uncached = ScanGenHook(ragged_store, split="scangen", batch_size=4, seed=0, cache=False)
+    torch.testing.assert_close(uncached.scangen_term(model)[0], first)
+    assert uncached._flat is None
+
+
+def test_on_loss_logs_stats_lazily_or_as_numbers(store, tmp_path):
+    """Lazy trainer: tensors (no read-back in the hook); other trainers: finite numbers."""
+
+    class NumbersTrainer:
+        device = torch.device("cpu")
+
+        class config:  # noqa: N801
+            seed = 0
+
+        def __init__(self, model):
+            self.model, self.logged = model, {}
+
+        def log_scalar(self, name, value):
+            self.logged[name] = value
+
+    hook = ScanGenHook(store, lam=0.5, split="scangen", batch_size=4, seed=1)
+    trainer = make_trainer(store, [hook], tmp_path, optimizer="sgd")
+    losses = hook.on_loss(trainer, {}, None, {})
+    pending = trainer._step_scalars
+    assert all(isinstance(v, torch.Tensor) for v in pending.values())
+    assert {"scangen_unweighted", "scangen/n_attract", "scangen/loss"} <= set(pending)
+    assert losses["scangen"].item() == pytest.approx(0.5 * pending["scangen/loss"].item())
+    numbers = NumbersTrainer(trainer.model)
+    twin = ScanGenHook(store, lam=0.5, split="scangen", batch_size=4, seed=1)
+    twin.on_loss(numbers, {}, None, {})
+    logged = {k: v for k, v in numbers.logged.items() if k != "scangen_unweighted"}
+    assert all(isinstance(v, (int, float)) for v in logged.values())
+    assert logged["scangen/n_attract"] == pending["scangen/n_attract"].item()
+    assert logged["scangen/loss"] == pytest.approx(pending["scangen/loss"].item())
+
+
+def test_hook_adds_no_read_back_to_the_step(store, tmp_path):
+    """ScanGen's stats are read back with the step's losses: no extra item()/float()."""
+
+    class ReadBacks(TorchDispatchMode):
+        count = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func in (torch.ops.aten._local_scalar_dense.default, torch.ops.aten.nonzero.default):
+                type(self).count += 1
+            return func(*args, **(kwargs or {}))
+
+    counts = {}
+    for name, hooks in (
+        ("ce", []),
+        ("scangen", [ScanGenHook(store, lam=1.0, split="scangen", batch_size=4, seed=0)]),
+    ):
+        trainer = make_trainer(store, hooks, tmp_path / name, optimizer="sgd")
+        batch = task_batch(store)
+        trainer.train_step(dict(batch))  # first draw fills the cache
+        ReadBacks.count = 0
+        with ReadBacks():
+            logged = trainer.train_step(dict(batch))
+        counts[name] = ReadBacks.count
+        if name == "scangen":
+            assert logged["scangen/n_attract"] > 0
+            assert logged["scangen"] == pytest.approx(logged["scangen_unweighted"])
+    assert counts["scangen"] == counts["ce"]

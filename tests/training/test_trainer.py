@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from tia_scanner_robust._io import atomic_write_image
 from tia_scanner_robust.models.segmentation import SmpSegmentationModel
@@ -217,6 +218,65 @@ def test_hooks_called_in_order_and_metrics_added(tmp_path: Path) -> None:
     assert record["train_extra"] == 0.5
     assert record["train_loss"] == pytest.approx(record["train_supervised"] + 0.5)
     assert record["val_custom"] == 7.0
+
+
+def test_logged_tensors_are_read_back_once_per_step(tmp_path: Path) -> None:
+    """log_scalar keeps tensors; train_step reads the step's values back in one transfer."""
+
+    class Logger(Hook):
+        def on_loss(self, trainer, batch, outputs, losses):
+            trainer.log_scalar("mean_logit", outputs.mean())
+            trainer.log_scalar("count", torch.tensor(7))
+            trainer.log_scalar("nan_kept", torch.tensor(float("nan")))
+            trainer.log_scalar("nan_dropped", torch.tensor(float("nan")), finite_only=True)
+            trainer.log_scalar("finite", torch.tensor(2.5), finite_only=True)
+            trainer.log_scalar("number", 3)
+            assert isinstance(trainer._step_scalars["count"], torch.Tensor)  # not read yet
+            return losses
+
+        def on_after_backward(self, trainer):
+            trainer.log_scalar("late", torch.tensor(1.5))
+
+    class ReadBacks(TorchDispatchMode):
+        count = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func is torch.ops.aten._local_scalar_dense.default:
+                type(self).count += 1
+            return func(*args, **(kwargs or {}))
+
+    data = [{"image": np.zeros((4, 4, 3), np.uint8), "mask": np.zeros((4, 4), np.int64)}] * 2
+    batch = {"image": torch.zeros(2, 4, 4, 3, dtype=torch.uint8), "mask": torch.zeros(2, 4, 4)}
+    tolist = torch.Tensor.tolist
+    counts = []
+    for hooks in ([], [Logger()]):
+        trainer = Trainer(
+            TinySeg(), data, config=cfg(tmp_path, batch_size=2, optimizer="sgd"), hooks=hooks
+        )
+        calls = {"n": 0}
+
+        def counting_tolist(tensor: torch.Tensor, calls: dict = calls) -> list:
+            calls["n"] += 1
+            return tolist(tensor)
+
+        ReadBacks.count = 0
+        with pytest.MonkeyPatch.context() as mp, ReadBacks():
+            mp.setattr(torch.Tensor, "tolist", counting_tolist)
+            logged = trainer.train_step(dict(batch))
+        counts.append((calls["n"], ReadBacks.count))
+    # no hook: one tolist for loss + terms; with the hook: the same plus one for the
+    # scalar logged after backward, and no per-value item()/float() for the others
+    assert counts[0][0] == 1
+    assert counts[1] == (2, counts[0][1])
+    assert list(logged)[:2] == ["loss", "supervised"]
+    assert logged["loss"] == logged["supervised"]
+    assert logged["count"] == 7.0
+    assert logged["number"] == 3.0
+    assert logged["finite"] == 2.5
+    assert logged["late"] == 1.5
+    assert math.isnan(logged["nan_kept"])
+    assert "nan_dropped" not in logged
+    assert all(type(v) is float for v in logged.values())
 
 
 def test_schedules_and_gradient_clipping(tmp_path: Path) -> None:

@@ -42,6 +42,8 @@ from tia_scanner_robust.losses.pairs import scangen_pair_masks
 from tia_scanner_robust.models.mil import check_bags, masked_mean, subsample_mask
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from tia_scanner_robust.losses.pairs import IdsLike
 
 __all__ = [
@@ -50,6 +52,7 @@ __all__ = [
     "ScanGenStats",
     "cosine_distance_matrix",
     "scangen_loss",
+    "scangen_loss_and_stat_tensors",
     "slide_embeddings",
 ]
 
@@ -95,6 +98,23 @@ class ScanGenStats:
 
         """
         return {f"{prefix}{key}": value for key, value in asdict(self).items()}
+
+    @classmethod
+    def from_tensors(cls, stats: Mapping[str, torch.Tensor]) -> ScanGenStats:
+        """Python numbers from :func:`scangen_loss_and_stat_tensors`'s stats (one read-back).
+
+        Examples:
+            >>> t = {name: torch.tensor(0.0) for name in ScanGenStats.__dataclass_fields__}
+            >>> ScanGenStats.from_tensors(t).n_attract
+            0
+
+        """
+        names = list(cls.__dataclass_fields__)
+        values = torch.stack([stats[name].detach().to(torch.float64) for name in names]).tolist()
+        numbers = dict(zip(names, values, strict=True))
+        numbers["n_attract"] = int(numbers["n_attract"])
+        numbers["n_repel"] = int(numbers["n_repel"])
+        return cls(**numbers)
 
 
 def _check_embeddings(embeddings: torch.Tensor) -> torch.Tensor:
@@ -207,6 +227,75 @@ def scangen_loss(
         0.3125
 
     """
+    loss, stats = _scangen_terms(
+        embeddings,
+        specimen_ids,
+        scanner_ids,
+        alpha,
+        margin,
+        squared=squared,
+        eps=eps,
+        with_stats=return_stats,
+    )
+    if not return_stats:
+        return loss
+    return loss, ScanGenStats.from_tensors(stats)  # type: ignore[arg-type]
+
+
+def scangen_loss_and_stat_tensors(
+    embeddings: torch.Tensor,
+    specimen_ids: IdsLike,
+    scanner_ids: IdsLike,
+    alpha: float = 0.5,
+    margin: float = 0.5,
+    *,
+    squared: bool = True,
+    eps: float = 1e-8,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """:func:`scangen_loss` plus its diagnostics as 0-d tensors (no device sync).
+
+    The stats are the :class:`ScanGenStats` fields as detached 0-d tensors on
+    the embeddings' device (``n_attract``/``n_repel`` int64, the others
+    float; the means are NaN when their pair set is empty), computed with
+    masked sums instead of boolean indexing, so nothing is read back to the
+    host: a training loop can log them and read every logged value back at
+    once. :meth:`ScanGenStats.from_tensors` turns them into Python numbers.
+
+    Returns:
+        ``(loss, {field name: 0-d tensor})``.
+
+    Examples:
+        >>> z = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])
+        >>> loss, stats = scangen_loss_and_stat_tensors(z, [0, 0, 1], [0, 1, 0])
+        >>> int(stats["n_attract"]), round(float(stats["mean_attract_distance"]), 6)
+        (2, 1.0)
+
+    """
+    loss, stats = _scangen_terms(
+        embeddings,
+        specimen_ids,
+        scanner_ids,
+        alpha,
+        margin,
+        squared=squared,
+        eps=eps,
+        with_stats=True,
+    )
+    return loss, stats  # type: ignore[return-value]
+
+
+def _scangen_terms(
+    embeddings: torch.Tensor,
+    specimen_ids: IdsLike,
+    scanner_ids: IdsLike,
+    alpha: float,
+    margin: float,
+    *,
+    squared: bool,
+    eps: float,
+    with_stats: bool,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor] | None]:
+    """The loss and (``with_stats``) its stats as 0-d device tensors; no host sync."""
     alpha, margin = _check_params(alpha, margin)
     embeddings = _check_embeddings(embeddings)
     attract, repel = scangen_pair_masks(specimen_ids, scanner_ids, device=embeddings.device)
@@ -230,23 +319,29 @@ def scangen_loss(
     attract_term = alpha * torch.where(attract, attract_values, 0.0).sum() / n_total
     repel_term = (1.0 - alpha) * torch.where(repel, repel_values, 0.0).sum() / n_total
     loss = attract_term + repel_term
-    if not return_stats:
-        return loss
+    if not with_stats:
+        return loss, None
     with torch.no_grad():
         distance = (1.0 - cos).clamp(0.0, 2.0)
-        n_p, n_n = int(n_attract), int(n_repel)
-        stats = ScanGenStats(
-            n_attract=n_p,
-            n_repel=n_n,
-            mean_attract_distance=float(distance[attract].mean()) if n_p else math.nan,
-            mean_repel_distance=float(distance[repel].mean()) if n_n else math.nan,
-            active_repel_fraction=float((distance[repel] < margin).float().mean())
-            if n_n
-            else math.nan,
-            attract_term=float(attract_term),
-            repel_term=float(repel_term),
-            loss=float(loss),
-        )
+        # masked sums, not boolean indexing: no data-dependent shape, no sync
+        pairs = torch.stack([attract, repel, repel & (distance < margin)]).to(cos.dtype)
+        counts = pairs.sum(dim=(1, 2))  # |P|, |N|, active repulsion pairs
+        sums = (pairs[:2] * distance).sum(dim=(1, 2))
+        numerators = torch.cat([sums, counts[2:]])
+        denominators = torch.stack([counts[0], counts[1], counts[1]])
+        means = torch.where(
+            denominators > 0, numerators / denominators.clamp_min(1.0), math.nan
+        )  # NaN where the pair set is empty
+        stats = {
+            "n_attract": n_attract,
+            "n_repel": n_repel,
+            "mean_attract_distance": means[0],
+            "mean_repel_distance": means[1],
+            "active_repel_fraction": means[2],
+            "attract_term": attract_term.detach(),
+            "repel_term": repel_term.detach(),
+            "loss": loss.detach(),
+        }
     return loss, stats
 
 
@@ -315,6 +410,20 @@ class ScanGenLoss(nn.Module):
             squared=self.squared,
             eps=self.eps,
             return_stats=return_stats,
+        )
+
+    def loss_and_stat_tensors(
+        self, embeddings: torch.Tensor, specimen_ids: IdsLike, scanner_ids: IdsLike
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The loss and its stats as 0-d tensors (:func:`scangen_loss_and_stat_tensors`)."""
+        return scangen_loss_and_stat_tensors(
+            embeddings,
+            specimen_ids,
+            scanner_ids,
+            self.alpha,
+            self.margin,
+            squared=self.squared,
+            eps=self.eps,
         )
 
     def extra_repr(self) -> str:

@@ -295,7 +295,8 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self._epoch_sums: dict[str, float] = {}
         self._epoch_count = 0
-        self._step_scalars: dict[str, float] = {}
+        self._step_scalars: dict[str, float | torch.Tensor] = {}
+        self._finite_only: set[str] = set()
         self._steps_file: Any = None
         self._warned_monitor = False
         self._epoch_start_time = time.time()
@@ -505,11 +506,75 @@ class Trainer:
         return y.to(self.device, non_blocking=True).long()
 
     # ------------------------------------------------------------------ losses
-    def log_scalar(self, name: str, value: float | torch.Tensor) -> None:
-        """Log an informative scalar for the current step (averaged per epoch, not summed)."""
+    #: :meth:`log_scalar` takes tensors without reading them back and accepts
+    #: ``finite_only`` (hooks may check this before passing tensors lazily).
+    lazy_scalars: bool = True
+
+    def log_scalar(
+        self, name: str, value: float | torch.Tensor, *, finite_only: bool = False
+    ) -> None:
+        """Log an informative scalar for the current step (averaged per epoch, not summed).
+
+        A tensor (its mean if it has several elements) is kept detached on its
+        device: :meth:`train_step` reads every logged tensor back in one
+        transfer together with the loss terms, so logging costs no device
+        synchronisation of its own.
+
+        Args:
+            name: Logged name.
+            value: A number or a tensor.
+            finite_only: Leave the value out of the step's log (and of the
+                epoch mean's sum) when it is NaN or infinite.
+
+        """
         if isinstance(value, torch.Tensor):
-            value = float(value.detach().float().mean())
-        self._step_scalars[str(name)] = float(value)
+            value = value.detach()
+            if not value.is_floating_point():
+                value = value.float()
+            value = value.reshape(()) if value.numel() == 1 else value.float().mean()
+        else:
+            value = float(value)
+        name = str(name)
+        self._step_scalars[name] = value
+        if finite_only:
+            self._finite_only.add(name)
+        else:
+            self._finite_only.discard(name)
+
+    @staticmethod
+    def _to_floats(values: Sequence[float | torch.Tensor]) -> list[float]:
+        """Python floats of numbers and 0-d tensors (one transfer for all the tensors).
+
+        The tensors are stacked per dtype, cast to float64 (exact for float32
+        values and integer counts) and read back with one ``tolist``.
+        """
+        groups: dict[torch.dtype, list[int]] = {}
+        for position, value in enumerate(values):
+            if isinstance(value, torch.Tensor):
+                groups.setdefault(value.dtype, []).append(position)
+        out = [value if isinstance(value, torch.Tensor) else float(value) for value in values]
+        if not groups:
+            return out  # type: ignore[return-value]
+        device = values[next(iter(groups.values()))[0]].device  # type: ignore[union-attr]
+        stacked = [
+            torch.stack([values[i].to(device) for i in positions]).to(torch.float64)  # type: ignore[union-attr]
+            for positions in groups.values()
+        ]
+        read = torch.cat(stacked).tolist() if len(stacked) > 1 else stacked[0].tolist()
+        for position, number in zip(
+            (i for positions in groups.values() for i in positions), read, strict=True
+        ):
+            out[position] = number
+        return out  # type: ignore[return-value]
+
+    def _logged_scalars(self, scalars: dict[str, float | torch.Tensor]) -> dict[str, float]:
+        """``scalars`` as floats, without the non-finite ``finite_only`` ones."""
+        values = self._to_floats(list(scalars.values()))
+        return {
+            k: v
+            for k, v in zip(scalars, values, strict=True)
+            if k not in self._finite_only or math.isfinite(v)
+        }
 
     def supervised_loss(
         self, outputs: Any, targets: torch.Tensor
@@ -557,7 +622,7 @@ class Trainer:
         ``on_batch_start`` -> :meth:`prepare_inputs` -> forward ->
         ``on_forward`` -> :meth:`compute_loss` -> ``on_loss`` -> sum.
         """
-        self._step_scalars = {}
+        self._step_scalars, self._finite_only = {}, set()
         for hook in self.hooks:
             batch = hook.on_batch_start(self, batch)
             if not isinstance(batch, dict):
@@ -598,8 +663,13 @@ class Trainer:
     def train_step(self, batch: dict[str, Any]) -> dict[str, float]:
         """One optimisation step; returns the logged values (``loss`` and every term)."""
         total, losses = self.compute_losses(batch)
-        if not torch.isfinite(total):
-            terms = {k: float(v.detach()) for k, v in losses.items()}
+        # One read-back per step: the total (for the finiteness check), every
+        # loss term and every scalar logged so far, in a single transfer.
+        early = dict(self._step_scalars)
+        values = self._to_floats([total, *losses.values(), *early.values()])
+        terms = dict(zip(["loss", *losses], values[: len(losses) + 1], strict=True))
+        if not math.isfinite(terms["loss"]):
+            terms.pop("loss")
             msg = f"Non-finite loss at step {self.global_step}: {terms}."
             raise FloatingPointError(msg)
         self.optimizer.zero_grad(set_to_none=True)
@@ -613,9 +683,13 @@ class Trainer:
         self.scaler.update()
         if self.scheduler is not None:
             self.scheduler.step()
-        logged = {"loss": float(total.detach())}
-        logged.update({k: float(v.detach()) for k, v in losses.items()})
-        logged.update(self._step_scalars)
+        logged = terms
+        logged.update(
+            self._logged_scalars(dict(zip(early, values[len(losses) + 1 :], strict=True)))
+        )
+        late = {k: v for k, v in self._step_scalars.items() if k not in early or v is not early[k]}
+        if late:  # logged after backward (e.g. gradient norms): one more read-back
+            logged.update(self._logged_scalars(late))
         return logged
 
     # ------------------------------------------------------------------ validation
