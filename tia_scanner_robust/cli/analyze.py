@@ -28,20 +28,13 @@ from pathlib import Path
 
 import click
 
+from tia_scanner_robust.cli._paired_data import open_collection, paired_data_options
+
 __all__ = ["analyze"]
 
 
 @click.command(name="analyze", context_settings={"help_option_names": ["-h", "--help"]})
-@click.option(
-    "--data", required=True, help="SCORPION folder, manifest CSV, or 'demo' (offline demo set)."
-)
-@click.option(
-    "--format",
-    "data_format",
-    type=click.Choice(["auto", "scorpion", "manifest"]),
-    default="auto",
-    show_default=True,
-)
+@paired_data_options
 @click.option("-o", "--out-dir", required=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--reference", default=None, help="Reference scanner (default: the first one).")
 @click.option(
@@ -57,14 +50,8 @@ __all__ = ["analyze"]
     help="Local weights for --features.",
 )
 @click.option("--projection", type=click.Choice(["umap", "pca"]), default="umap", show_default=True)
-@click.option(
-    "--incomplete", type=click.Choice(["error", "drop"]), default="error", show_default=True
-)
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1))
 @click.option("--device", default="cpu", show_default=True)
-@click.option("--demo-tiles", default=9, show_default=True, help="--data demo: tiles.")
-@click.option("--demo-tile-size", default=256, show_default=True, help="--data demo: tile side.")
-@click.option("--seed", default=0, show_default=True)
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
 def analyze(
     *,
@@ -91,7 +78,6 @@ def analyze(
     from tqdm.auto import tqdm  # noqa: PLC0415
 
     from tia_scanner_robust._io import atomic_write_text  # noqa: PLC0415
-    from tia_scanner_robust.cli.evaluate import load_collection  # noqa: PLC0415
     from tia_scanner_robust.data.paired import load_sample_image  # noqa: PLC0415
     from tia_scanner_robust.metrics.analysis import (  # noqa: PLC0415
         deviation_summary,
@@ -99,11 +85,8 @@ def analyze(
         rgb_patch_statistics,
     )
     from tia_scanner_robust.metrics.functional import to_jsonable  # noqa: PLC0415
-    from tia_scanner_robust.seeding import seed_everything  # noqa: PLC0415
 
-    seed_everything(seed)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    collection = load_collection(
+    collection = open_collection(
         data,
         data_format,
         out_dir,

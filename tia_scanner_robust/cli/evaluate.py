@@ -22,72 +22,20 @@ Examples:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 
-if TYPE_CHECKING:
-    from tia_scanner_robust.data.paired import PairedCollection
+from tia_scanner_robust.cli._paired_data import (
+    load_collection,
+    open_collection,
+    paired_data_options,
+)
 
 __all__ = ["evaluate", "load_collection"]
 
 
-def load_collection(
-    data: str,
-    data_format: str,
-    out_dir: Path,
-    *,
-    incomplete: str = "error",
-    seed: int = 0,
-    demo_tiles: int = 9,
-    demo_tile_size: int = 256,
-) -> PairedCollection:
-    """Read ``--data`` (a SCORPION folder, a manifest CSV or ``demo``).
-
-    ``demo`` builds (or reuses) the embedded demo set in ``out_dir/demo_data``
-    with :func:`~tia_scanner_robust.data.demo.build_demo_dataset`.
-    ``data_format="auto"`` reads a ``.csv`` file as a manifest and a folder as
-    the SCORPION layout.
-
-    Raises:
-        click.ClickException: On a missing path or an unreadable dataset.
-
-    """
-    from tia_scanner_robust.data.demo import build_demo_dataset  # noqa: PLC0415
-    from tia_scanner_robust.data.manifest import read_manifest  # noqa: PLC0415
-    from tia_scanner_robust.data.scorpion import read_scorpion  # noqa: PLC0415
-
-    try:
-        if data == "demo":
-            return build_demo_dataset(
-                out_dir / "demo_data", tile_size=demo_tile_size, n_tiles=demo_tiles, seed=seed
-            )
-        path = Path(data)
-        if not path.exists():
-            msg = f"--data {data!r}: no such file or folder (or pass 'demo')."
-            raise click.ClickException(msg)
-        fmt = data_format
-        if fmt == "auto":
-            fmt = "manifest" if path.is_file() else "scorpion"
-        if fmt == "manifest":
-            return read_manifest(path, incomplete=incomplete)
-        return read_scorpion(path, incomplete=incomplete)
-    except (ValueError, FileNotFoundError, KeyError) as error:
-        raise click.ClickException(str(error)) from error
-
-
 @click.command(name="evaluate", context_settings={"help_option_names": ["-h", "--help"]})
-@click.option(
-    "--data", required=True, help="SCORPION folder, manifest CSV, or 'demo' (offline demo set)."
-)
-@click.option(
-    "--format",
-    "data_format",
-    type=click.Choice(["auto", "scorpion", "manifest"]),
-    default="auto",
-    show_default=True,
-    help="Dataset layout (auto: a .csv file is a manifest, a folder SCORPION).",
-)
+@paired_data_options
 @click.option(
     "--model",
     default="builtin",
@@ -117,13 +65,6 @@ def load_collection(
     type=click.IntRange(min=1),
     help="Patch mode: specimens per engine call (bounds memory).",
 )
-@click.option(
-    "--incomplete",
-    type=click.Choice(["error", "drop"]),
-    default="error",
-    show_default=True,
-    help="Specimens missing a scanner: stop, or drop them.",
-)
 @click.option("--ignore-background", is_flag=True, help="Segmentation: skip class 0 in Dice.")
 @click.option("--positive-class", default=1, show_default=True, help="Classification: CoV class.")
 @click.option(
@@ -142,9 +83,6 @@ def load_collection(
     help="Feature projection of the paired analysis (embeddings).",
 )
 @click.option("--no-save-predictions", is_flag=True, help="Do not keep per-scanner predictions.")
-@click.option("--demo-tiles", default=9, show_default=True, help="--data demo: tiles.")
-@click.option("--demo-tile-size", default=256, show_default=True, help="--data demo: tile side.")
-@click.option("--seed", default=0, show_default=True)
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
 def evaluate(
     *,
@@ -182,11 +120,8 @@ def evaluate(
         ScannerConsistencyEvaluator,
     )
     from tia_scanner_robust.report import write_report  # noqa: PLC0415
-    from tia_scanner_robust.seeding import seed_everything  # noqa: PLC0415
 
-    seed_everything(seed)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    collection = load_collection(
+    collection = open_collection(
         data,
         data_format,
         out_dir,
