@@ -28,7 +28,8 @@ Run small first::
 
 The run recorded in docs/results.md::
 
-    python examples/02_simcons_experiments.py --steps 200 --seeds 0 1 --sweep-seeds 0
+    python examples/02_simcons_experiments.py --steps 200 --seeds 0 1 2 \
+        --sweep-seeds 0 --sweep-sa fda
 
 Outputs go to ``out/02_simcons_experiments`` by default.
 """

@@ -16,7 +16,7 @@ Examples:
 
     On the command line::
 
-        tia-scanner-robust demo -o demo_out            # a few minutes on 2 CPU cores
+        tia-scanner-robust demo -o demo_out            # about 4-5 minutes on 2 CPU cores
         tia-scanner-robust demo -o demo_smoke --quick  # smoke run, about a minute
 
 """
