@@ -52,6 +52,7 @@ __all__ = [
     "PairedGroupDataset",
     "PairedImageDataset",
     "PairedSample",
+    "existing_image_path",
     "load_sample_image",
     "load_sample_mask",
     "natural_key",
@@ -741,6 +742,29 @@ def _crop(image: np.ndarray, region: tuple[int, int, int, int], path: Path) -> n
     return np.ascontiguousarray(image[y : y + h, x : x + w])
 
 
+def existing_image_path(sample: PairedSample) -> Path:
+    """The sample's image path, checked to be set and to exist.
+
+    Raises:
+        ValueError: If the sample has no path.
+        FileNotFoundError: If the file does not exist (the message names it).
+
+    Examples:
+        >>> existing_image_path(PairedSample("s/1", "AT2", path=Path("nowhere.png")))
+        Traceback (most recent call last):
+        ...
+        FileNotFoundError: Image file not found: nowhere.png
+
+    """
+    if sample.path is None:
+        msg = f"Sample ({sample.specimen_id}, {sample.scanner}) has no image path."
+        raise ValueError(msg)
+    if not sample.path.exists():
+        msg = f"Image file not found: {sample.path}"
+        raise FileNotFoundError(msg)
+    return sample.path
+
+
 def load_sample_image(sample: PairedSample) -> np.ndarray:
     """Read a sample's pixels as an RGB uint8 ``(H, W, 3)`` array.
 
@@ -771,12 +795,7 @@ def load_sample_image(sample: PairedSample) -> np.ndarray:
         (4, 3, 3)
 
     """
-    if sample.path is None:
-        msg = f"Sample ({sample.specimen_id}, {sample.scanner}) has no image path."
-        raise ValueError(msg)
-    if not sample.path.exists():
-        msg = f"Image file not found: {sample.path}"
-        raise FileNotFoundError(msg)
+    existing_image_path(sample)
     if sample.is_wsi:
         return _read_wsi_sample(sample)
     image = read_rgb_image(sample.path)

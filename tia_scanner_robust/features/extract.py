@@ -74,6 +74,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from tia_scanner_robust.data.features import FeatureStore
+from tia_scanner_robust.data.paired import existing_image_path
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -453,12 +454,7 @@ def _whole_slide_features(
     auto_get_mask: bool,
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """Features and bounds of a whole slide through the WSI-mode engine (``None``: no tissue)."""
-    if sample.path is None:
-        msg = f"Sample ({sample.specimen_id}, {sample.scanner}) has no image path."
-        raise ValueError(msg)
-    if not sample.path.exists():
-        msg = f"Image file not found: {sample.path}"
-        raise FileNotFoundError(msg)
+    existing_image_path(sample)
     work_dir.mkdir(parents=True, exist_ok=True)
     save_dir = Path(tempfile.mkdtemp(prefix=".extract-wsi-", dir=work_dir))
     try:
