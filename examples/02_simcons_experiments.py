@@ -31,6 +31,9 @@ The run recorded in docs/results.md::
     python examples/02_simcons_experiments.py --steps 200 --seeds 0 1 2 \
         --sweep-seeds 0 --sweep-sa fda
 
+``--image PATH`` builds the task from another H&E image (labels derived on
+its reference rendering the same way).
+
 Outputs go to ``out/02_simcons_experiments`` by default.
 """
 
@@ -101,7 +104,7 @@ def flat(record) -> dict:
 def main(args: argparse.Namespace) -> None:
     out = args.out_dir
     t0 = time.perf_counter()
-    task = build_demo_task(out / "data", progress=True)
+    task = build_demo_task(out / "data", image=args.image, progress=True)
     print(
         f"Task: {task.n_images('train')} training tiles, {task.n_images('val')} validation, "
         f"{len(task.collection.specimens)} held-out tiles x {len(task.collection.scanners)} "
@@ -165,6 +168,8 @@ def main(args: argparse.Namespace) -> None:
     }
     text = [
         "# SimCons experiments (demo scale)",
+        "",
+        f"Image: {task.parameters['source']} (labels derived on its reference-scanner rendering).",
         "",
         (
             f"Model: {DEMO_MODEL['arch']}/{DEMO_MODEL['encoder_name']} "
@@ -240,6 +245,12 @@ if __name__ == "__main__":
         nargs="+",
         default=["randstainna", "fda"],
         choices=["colorjitter", "randstainna", "fda"],
+    )
+    parser.add_argument(
+        "--image",
+        type=Path,
+        default=None,
+        help="another H&E image (RGB file, >= ~600 px a side) instead of TIAToolbox's bundled one",
     )
     parser.add_argument("--progress", action="store_true", help="show the trainer's bars")
     main(parser.parse_args())

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from PIL import Image
 from skimage.color import rgb2hed
 
 from tia_scanner_robust._validation import read_rgb_image
@@ -111,3 +112,26 @@ def test_demo_quick_end_to_end(tmp_path: Path) -> None:
     again = CliRunner().invoke(main, args)
     assert again.exit_code == 0, again.output
     assert again.output.count("trained (reused)") == 2
+
+
+def test_demo_task_from_another_image(tmp_path: Path, he_image: np.ndarray) -> None:
+    # a smaller, flipped H&E image as an array and as a file
+    image = np.ascontiguousarray(he_image[:600, ::-1][:, :600])
+    sizes = {"train_tile_size": 128, "train_stride": 128, "test_tile_size": 96}
+    task = build_demo_task(tmp_path / "array", image=image, **sizes)
+    assert task.parameters["source"] == "array"
+    labels = read_mask(tmp_path / "array" / "labels.png")
+    assert labels.shape == image.shape[:2]  # built from this image, not the bundled one
+    assert np.array_equal(labels, derive_labels(image))
+    # held-out tiles come from the right 40 % of *this* image: 6 rows x 2 columns of 96 px
+    assert len(task.collection.specimens) == 12
+    path = tmp_path / "flipped.png"
+    Image.fromarray(image).save(path)
+    from_file = build_demo_task(tmp_path / "file", image=path, **sizes)
+    assert from_file.parameters["source"] == "flipped.png"
+    assert from_file.parameters["source_sha256"] == task.parameters["source_sha256"]
+    # the default image gives another task (its hash differs)
+    default = build_demo_task(tmp_path / "default", **sizes)
+    assert default.parameters["source_sha256"] != task.parameters["source_sha256"]
+    with pytest.raises(TypeError, match="uint8"):
+        build_demo_task(tmp_path / "float", image=image.astype(np.float32) / 255, **sizes)

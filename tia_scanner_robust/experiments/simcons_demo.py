@@ -68,7 +68,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tia_scanner_robust._io import atomic_write_image, atomic_write_json
-from tia_scanner_robust._validation import check_in_choices
+from tia_scanner_robust._validation import check_in_choices, check_rgb_image, read_rgb_image
 from tia_scanner_robust.experiments.configs import load_experiment_config, merge_overrides
 from tia_scanner_robust.experiments.labels import (
     LABEL_CLASS_DICTS,
@@ -194,6 +194,7 @@ def _grid(
 def _task_parameters(
     image: np.ndarray,
     *,
+    source: str,
     scheme: str,
     train_fraction: float,
     val_fraction: float,
@@ -204,7 +205,7 @@ def _task_parameters(
 ) -> dict[str, Any]:
     return {
         "format": _TASK_FORMAT,
-        "source": "tiatoolbox.data.stain_norm_target",
+        "source": source,
         "source_sha256": hashlib.sha256(np.ascontiguousarray(image).tobytes()).hexdigest(),
         "scheme": scheme,
         "train_fraction": float(train_fraction),
@@ -346,6 +347,7 @@ def build_demo_task(
     train_stride: int = 64,
     test_tile_size: int = 128,
     profiles: Sequence[str] | None = None,
+    image: str | Path | np.ndarray | None = None,
     progress: bool = False,
 ) -> DemoTask:
     """Build (or reuse) the demo segmentation task from TIAToolbox's bundled H&E image.
@@ -367,6 +369,10 @@ def build_demo_task(
             inference patch size; non-overlapping).
         profiles: Scanner profile names (default: every simulator profile;
             the first is the reference scanner the labels are derived on).
+        image: Another H&E image to build the task from: a file path (read as
+            RGB) or an ``(H, W, 3)`` uint8 array; default TIAToolbox's bundled
+            ``stain_norm_target()``. It must be large enough for the tiles of
+            every split.
         progress: Show a progress bar.
 
     Returns:
@@ -375,6 +381,7 @@ def build_demo_task(
     Raises:
         ValueError: On invalid fractions or sizes, or a non-empty ``out_dir``
             that holds no demo task.
+        TypeError: If ``image`` is an array but not RGB uint8.
 
     """
     from tiatoolbox.data import stain_norm_target  # noqa: PLC0415 - slow import
@@ -393,9 +400,19 @@ def build_demo_task(
         profiles,
     )
     resolved = [SCANNER_PROFILES[n] for n in names]
-    image = np.ascontiguousarray(stain_norm_target())
+    if image is None:
+        source, image = "tiatoolbox.data.stain_norm_target", stain_norm_target()
+    elif isinstance(image, (str, Path)):
+        source, image = Path(image).name, read_rgb_image(image)
+    else:
+        source, image = "array", check_rgb_image(image, "image")
+        if image.dtype != np.uint8:
+            msg = f"image must be an RGB uint8 array, got dtype {image.dtype}."
+            raise TypeError(msg)
+    image = np.ascontiguousarray(image)
     params = _task_parameters(
         image,
+        source=source,
         scheme=scheme,
         train_fraction=train_fraction,
         val_fraction=val_fraction,
