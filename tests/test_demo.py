@@ -96,6 +96,8 @@ def test_demo_quick_end_to_end(tmp_path: Path) -> None:
     # self-contained: every image inline, no external resource
     assert not re.search(r"""(?:src|href)=["'](?!data:)""", page)
     assert page.count('src="data:image/png;base64,') >= 3  # two heatmaps and the bar chart
+    # the note says what the SimCons model adds besides the consistency loss
+    assert "plus fda in the training pipeline, plus the SimCons consistency loss" in page
     report = json.loads((out / "report.json").read_text(encoding="utf-8"))
     assert set(report["variants"]) == {"baseline", "simcons"}
     assert report["settings"]["steps"] == 2

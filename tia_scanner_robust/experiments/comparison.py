@@ -277,6 +277,13 @@ def _table(
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+#: The report's default note under the summary table.
+DEFAULT_NOTE = (
+    "Simulated scanners on one bundled image and a small model trained for a few hundred "
+    "CPU steps: a demonstration of the pipeline, not a reproduction of the paper."
+)
+
+
 def write_comparison_report(
     evaluations: Mapping[str, VariantEvaluation],
     out_dir: str | Path,
@@ -284,6 +291,7 @@ def write_comparison_report(
     settings: Mapping[str, Any] | None = None,
     training: Mapping[str, Mapping[str, Any]] | None = None,
     title: str = "Scanner consistency: baseline vs SimCons",
+    note: str | None = None,
     dpi: int = 110,
 ) -> dict[str, Path]:
     """Write ``report.json``, the figures and a self-contained ``report.html``.
@@ -295,6 +303,8 @@ def write_comparison_report(
         settings: Run settings recorded in the JSON and shown in the page.
         training: Label -> training summary (steps, seconds, best validation Dice).
         title: Page title.
+        note: Text of the highlighted note under the summary (default
+            :data:`DEFAULT_NOTE`).
         dpi: Figure resolution.
 
     Returns:
@@ -423,8 +433,7 @@ against the labels on the held-out reference scans. Inference runs through TIATo
 <code>SemanticSegmentor.run()</code>.</p>
 <h2>Summary</h2>
 {summary}
-<div class="note">Simulated scanners on one bundled image and a small model trained for a
-few hundred CPU steps: a demonstration of the pipeline, not a reproduction of the paper.</div>
+<div class="note">{html.escape(DEFAULT_NOTE if note is None else note)}</div>
 <h2>Scanner-pair Dice</h2>
 <div class="side">{heatmaps}</div>
 {"<h2>Worst scanner pair, worst tile</h2>" if examples else ""}

@@ -977,6 +977,23 @@ def run_variant(
     return RunRecord(spec.label, spec.config, spec.lam, seed, steps, trained, evaluation)
 
 
+def _demo_note(variants: Mapping[str, str]) -> str:
+    """The report's note: what the comparison mixes, and what it is."""
+    from tia_scanner_robust.experiments.comparison import DEFAULT_NOTE  # noqa: PLC0415
+
+    parts = []
+    for label, config in variants.items():
+        style = config.removesuffix("_simcons")
+        if config.endswith("_simcons") and style:
+            parts.append(
+                f"'{label}' uses the shipped {config} config: the baseline's flips, blur and "
+                f"noise, plus {style} in the training pipeline, plus the SimCons consistency "
+                f"loss, so its difference from the baseline mixes both; docs/results.md "
+                f"separates them ({style} alone versus {style} + SimCons, over seeds)."
+            )
+    return " ".join([*parts, DEFAULT_NOTE])
+
+
 # --------------------------------------------------------------------------- demo
 @dataclass
 class DemoResult:
@@ -1091,6 +1108,7 @@ def run_demo(
         {label: rec.evaluation for label, rec in records.items()},
         out,
         settings=settings,
+        note=_demo_note(variants),
         training={
             label: rec.trained.to_dict() | {"config": rec.config} for label, rec in records.items()
         },
