@@ -545,26 +545,19 @@ class Trainer:
     def _to_floats(values: Sequence[float | torch.Tensor]) -> list[float]:
         """Python floats of numbers and 0-d tensors (one transfer for all the tensors).
 
-        The tensors are stacked per dtype, cast to float64 (exact for float32
-        values and integer counts) and read back with one ``tolist``.
+        The tensors are cast to float64 (exact for float32 values and integer
+        counts), stacked on the first tensor's device and read back with one
+        ``tolist``.
         """
-        groups: dict[torch.dtype, list[int]] = {}
-        for position, value in enumerate(values):
-            if isinstance(value, torch.Tensor):
-                groups.setdefault(value.dtype, []).append(position)
+        positions = [i for i, value in enumerate(values) if isinstance(value, torch.Tensor)]
         out = [value if isinstance(value, torch.Tensor) else float(value) for value in values]
-        if not groups:
-            return out  # type: ignore[return-value]
-        device = values[next(iter(groups.values()))[0]].device  # type: ignore[union-attr]
-        stacked = [
-            torch.stack([values[i].to(device) for i in positions]).to(torch.float64)  # type: ignore[union-attr]
-            for positions in groups.values()
-        ]
-        read = torch.cat(stacked).tolist() if len(stacked) > 1 else stacked[0].tolist()
-        for position, number in zip(
-            (i for positions in groups.values() for i in positions), read, strict=True
-        ):
-            out[position] = number
+        if positions:
+            device = values[positions[0]].device  # type: ignore[union-attr]
+            stacked = torch.stack(
+                [values[i].to(device, torch.float64) for i in positions]  # type: ignore[union-attr]
+            )
+            for i, number in zip(positions, stacked.tolist(), strict=True):
+                out[i] = number
         return out  # type: ignore[return-value]
 
     def _logged_scalars(self, scalars: dict[str, float | torch.Tensor]) -> dict[str, float]:
