@@ -5,13 +5,13 @@ a :class:`~tia_scanner_robust.data.paired.PairedCollection` with the TIAToolbox
 engine that fits the task, aligns the outputs by specimen (and location), and
 computes the SCORPION / ScanGen consistency metrics:
 
-=================  =================================  ===========================
-task               engine                             pair scores
-=================  =================================  ===========================
-``segmentation``   ``SemanticSegmentor``              paired Dice
-``classification`` ``PatchPredictor``                 label agreement, ``|dp|``
-``embedding``      ``DeepFeatureExtractor``           cosine, top-k retrieval
-=================  =================================  ===========================
+==================  ========================  ===========================
+task                engine                    pair scores
+==================  ========================  ===========================
+``segmentation``    ``SemanticSegmentor``     paired Dice
+``classification``  ``PatchPredictor``        label agreement, ``|dp|``
+``embedding``       ``DeepFeatureExtractor``  cosine, top-k retrieval
+==================  ========================  ===========================
 
 Patch datasets (PNG/JPEG tiles) run in patch mode: each scanner's images are
 stacked in specimen order and passed to the engine's ``run()``, in chunks of
