@@ -60,7 +60,6 @@ Examples:
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import shutil
@@ -75,9 +74,10 @@ from tqdm.auto import tqdm
 
 from tia_scanner_robust.data.features import FeatureStore
 from tia_scanner_robust.data.paired import existing_image_path
+from tia_scanner_robust.engines.consistency import _feature_extractor_class, _quiet_compile
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+    from collections.abc import Callable, Iterable, Mapping, Sequence
 
     from tiatoolbox.models.engine.io_config import IOPatchPredictorConfig
 
@@ -221,26 +221,8 @@ def tile_image(image: np.ndarray, patch_size: int) -> tuple[np.ndarray, np.ndarr
     return tiles, coords
 
 
-@contextlib.contextmanager
-def _no_compile(device: str) -> Iterator[None]:
-    """Skip TIAToolbox's torch.compile probe on CPU (it only warns there)."""
-    from tiatoolbox import rcParam  # noqa: PLC0415
-
-    previous = rcParam["torch_compile_mode"]
-    if str(device).startswith("cpu"):
-        rcParam["torch_compile_mode"] = "disable"
-    try:
-        yield
-    finally:
-        rcParam["torch_compile_mode"] = previous
-
-
 def _feature_engine(model: nn.Module, *, batch_size: int, device: str) -> Any:
     """A fresh (workaround) ``DeepFeatureExtractor`` (see ``_feature_extractor_class``)."""
-    from tia_scanner_robust.engines.consistency import (  # noqa: PLC0415
-        _feature_extractor_class,
-    )
-
     return _feature_extractor_class()(
         model=model, batch_size=batch_size, num_workers=0, device=device, verbose=False
     )
@@ -256,7 +238,7 @@ def _run_engine(model: nn.Module, tiles: np.ndarray, *, batch_size: int, device:
         patch_input_shape=shape,
         stride_shape=shape,
     )
-    with _no_compile(device):
+    with _quiet_compile(device):
         engine = _feature_engine(model, batch_size=batch_size, device=device)
         out = engine.run(tiles, patch_mode=True, ioconfig=ioconfig, output_type="dict")
     feats = np.asarray(out["features"], dtype=np.float32)
@@ -391,7 +373,7 @@ def run_wsi_engine(
         }
         if any(mask_list[i] is not None for i in run):
             kwargs["masks"] = [mask_list[i] for i in run]
-        with _no_compile(device):
+        with _quiet_compile(device):
             engine = _feature_engine(model, batch_size=batch_size, device=device)
             outputs = engine.run([paths[i] for i in run], **kwargs)
         by_src = {str(Path(src)): Path(dst) for src, dst in outputs.items()}
