@@ -1,11 +1,15 @@
-"""Shared fixtures: the real H&E image that TIAToolbox ships, small crops of it."""
+"""Shared fixtures: the H&E image that TIAToolbox ships, crops of it, one torch thread."""
 
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 
@@ -34,3 +38,18 @@ def he_tiles(he_image: np.ndarray) -> list[np.ndarray]:
         for i in range(0, 1000, 250)
         for j in range(0, 1000, 250)
     ]
+
+
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """One intra-op torch thread for the test (tiny models on a shared 2-core machine).
+
+    Training modules use it for every test with
+    ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``.
+    """
+    import torch  # noqa: PLC0415 - import only when used
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

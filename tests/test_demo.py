@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
-import torch
 from click.testing import CliRunner
 from PIL import Image
 from skimage.color import rgb2hed
@@ -21,16 +20,10 @@ from tia_scanner_robust.experiments.simcons_demo import build_demo_task
 from tia_scanner_robust.training.data import read_mask
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
     from pathlib import Path
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread() -> Iterator[None]:
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_labels_are_deterministic_and_follow_hematoxylin(he_image: np.ndarray) -> None:

@@ -17,16 +17,10 @@ from tia_scanner_robust.cli import main
 from tia_scanner_robust.models.segmentation import SmpSegmentationModel
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
     from pathlib import Path
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread() -> Iterator[None]:
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _folder(root: Path, tiles: list[np.ndarray]) -> Path:
