@@ -1,4 +1,6 @@
-"""Atomic file writes: an interrupted run never leaves a half-written output.
+"""Atomic file writes and strict-JSON conversion.
+
+An interrupted run never leaves a half-written output.
 
 Every output file is first written to a temporary file in the same folder and
 then moved into place with :func:`os.replace`, which is atomic on POSIX and
@@ -17,15 +19,18 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
+
+import numpy as np
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    import numpy as np
 
 __all__ = [
     "atomic_open",
@@ -33,6 +38,7 @@ __all__ = [
     "atomic_write_image",
     "atomic_write_json",
     "atomic_write_text",
+    "to_jsonable",
 ]
 
 
@@ -113,3 +119,48 @@ def atomic_write_image(path: str | Path, image: np.ndarray, quality: int = 95) -
         msg = f"Could not encode an image with extension {ext!r} for {path}."
         raise ValueError(msg)
     return atomic_write_bytes(path, buffer.tobytes())
+
+
+def to_jsonable(obj: Any) -> Any:  # noqa: PLR0911 - one return per type
+    """Convert results to strict-JSON types.
+
+    NumPy scalars and arrays become Python numbers and lists, NaN and inf become
+    ``None``, tuple keys (scanner pairs) become ``"a|b"`` strings and paths
+    become strings.
+
+    Args:
+        obj: A (nested) result: dicts, lists, tuples, arrays, numbers.
+
+    Returns:
+        An object that :func:`json.dumps` serialises with ``allow_nan=False``.
+
+    Examples:
+        >>> import numpy as np
+        >>> to_jsonable({("AT2", "GT450"): np.float32(0.5), "m": np.array([np.nan, 1.0])})
+        {'AT2|GT450': 0.5, 'm': [None, 1.0]}
+
+    """
+    if isinstance(obj, Mapping):
+        return {_json_key(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, np.ndarray):
+        return to_jsonable(obj.tolist())
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, (int, np.integer)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        value = float(obj)
+        return value if math.isfinite(value) else None
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj
+
+
+def _json_key(key: object) -> str:
+    if isinstance(key, tuple):
+        return "|".join(str(k) for k in key)
+    return str(to_jsonable(key))

@@ -47,7 +47,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from tia_scanner_robust.models.mil import pad_bags
+from tia_scanner_robust.bags import pad_bags
 from tia_scanner_robust.seeding import make_rng
 
 if TYPE_CHECKING:

@@ -39,7 +39,7 @@ from torch import nn
 
 from tia_scanner_robust._validation import check_in_choices
 from tia_scanner_robust.losses.pairs import scangen_pair_masks
-from tia_scanner_robust.models.mil import check_bags, masked_mean, subsample_mask
+from tia_scanner_robust.bags import check_bags, masked_mean, subsample_mask
 
 if TYPE_CHECKING:
     from collections.abc import Mapping

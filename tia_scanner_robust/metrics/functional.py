@@ -34,11 +34,11 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import combinations
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from tia_scanner_robust._io import to_jsonable
 from tia_scanner_robust._validation import check_in_choices
 
 __all__ = [
@@ -80,51 +80,6 @@ _POPCOUNT8 = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
 # --------------------------------------------------------------------------- #
 # Shared helpers
 # --------------------------------------------------------------------------- #
-def to_jsonable(obj: Any) -> Any:  # noqa: PLR0911 - one return per type
-    """Convert results to strict-JSON types.
-
-    NumPy scalars and arrays become Python numbers and lists, NaN and inf become
-    ``None``, tuple keys (scanner pairs) become ``"a|b"`` strings and paths
-    become strings.
-
-    Args:
-        obj: A (nested) result: dicts, lists, tuples, arrays, numbers.
-
-    Returns:
-        An object that :func:`json.dumps` serialises with ``allow_nan=False``.
-
-    Examples:
-        >>> import numpy as np
-        >>> to_jsonable({("AT2", "GT450"): np.float32(0.5), "m": np.array([np.nan, 1.0])})
-        {'AT2|GT450': 0.5, 'm': [None, 1.0]}
-
-    """
-    if isinstance(obj, Mapping):
-        return {_json_key(k): to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, np.ndarray):
-        return to_jsonable(obj.tolist())
-    if isinstance(obj, (list, tuple)):
-        return [to_jsonable(v) for v in obj]
-    if isinstance(obj, (bool, np.bool_)):
-        return bool(obj)
-    if isinstance(obj, (int, np.integer)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        value = float(obj)
-        return value if math.isfinite(value) else None
-    if isinstance(obj, Path):
-        return str(obj)
-    if isinstance(obj, np.generic):
-        return obj.item()
-    return obj
-
-
-def _json_key(key: object) -> str:
-    if isinstance(key, tuple):
-        return _PAIR_SEP.join(str(k) for k in key)
-    return str(to_jsonable(key))
-
-
 def _as_array(values: object, name: str) -> np.ndarray:
     """Return ``values`` as a NumPy array (torch tensors are detached)."""
     if values is None:

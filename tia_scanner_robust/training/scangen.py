@@ -65,7 +65,7 @@ from tia_scanner_robust.losses.scangen import (
     ScanGenLoss,
     ScanGenStats,
 )
-from tia_scanner_robust.models.mil import masked_mean
+from tia_scanner_robust.bags import masked_mean
 from tia_scanner_robust.training.hooks import Hook, register_hook
 from tia_scanner_robust.training.state import derive_seed
 
