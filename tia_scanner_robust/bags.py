@@ -38,7 +38,7 @@ __all__ = [
 
 
 def check_positive_int(value: int, name: str) -> int:
-    """Return ``value`` as an int, or raise ``ValueError`` naming ``name`` if it is not a positive integer."""
+    """Return ``value`` as an int; raise ``ValueError`` naming ``name`` unless it is >= 1."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         msg = f"{name} must be a positive integer, got {value!r}."
         raise ValueError(msg)

@@ -38,8 +38,8 @@ import torch.nn.functional as F  # noqa: N812 - the usual torch alias
 from torch import nn
 
 from tia_scanner_robust._validation import check_in_choices
-from tia_scanner_robust.losses.pairs import scangen_pair_masks
 from tia_scanner_robust.bags import check_bags, masked_mean, subsample_mask
+from tia_scanner_robust.losses.pairs import scangen_pair_masks
 
 if TYPE_CHECKING:
     from collections.abc import Mapping

@@ -53,6 +53,7 @@ import numpy as np
 import torch
 
 from tia_scanner_robust._validation import check_in_choices
+from tia_scanner_robust.bags import masked_mean
 from tia_scanner_robust.data.features import (
     BagDataset,
     FeatureStore,
@@ -65,7 +66,6 @@ from tia_scanner_robust.losses.scangen import (
     ScanGenLoss,
     ScanGenStats,
 )
-from tia_scanner_robust.bags import masked_mean
 from tia_scanner_robust.training.hooks import Hook, register_hook
 from tia_scanner_robust.training.state import derive_seed
 
