@@ -15,12 +15,32 @@ Examples:
 from __future__ import annotations
 
 import importlib
+import os
 
 import click
 
 from tia_scanner_robust import __version__
 
-__all__ = ["main"]
+__all__ = ["describe_error", "main"]
+
+
+def describe_error(error: BaseException) -> str:
+    """One line for a user: the exception's type (unless generic) and its message.
+
+    Examples:
+        >>> describe_error(FileNotFoundError(2, "No such file or directory", "x.yaml"))
+        "FileNotFoundError: [Errno 2] No such file or directory: 'x.yaml'"
+        >>> describe_error(ValueError("lr must be > 0, got nan"))
+        'lr must be > 0, got nan'
+
+    """
+    text = str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
+    text = " ".join(text.split()) or "(no message)"
+    if len(text) > 600:  # e.g. a state-dict key dump
+        text = text[:600] + " ..."
+    if type(error) in {ValueError, RuntimeError, click.ClickException}:
+        return text
+    return f"{type(error).__name__}: {text}"
 
 #: command name -> (module, attribute, one-line help). The help is repeated
 #: here so that ``--help`` can list commands without importing them.
@@ -91,6 +111,23 @@ class LazyGroup(click.Group):
             return None
         module_name, attr, _ = COMMANDS[cmd_name]
         return getattr(importlib.import_module(module_name), attr)
+
+    def invoke(self, ctx: click.Context) -> object:
+        """Run the command; an error it raises becomes one line and exit code 1.
+
+        Usage errors (a bad option or value) keep click's exit code 2. Any other
+        exception (unreadable file, bad data, a foreign checkpoint) is printed
+        as ``Error: <type>: <message>`` with exit code 1 instead of a
+        traceback; set ``TIA_SCANNER_ROBUST_DEBUG=1`` to see the traceback.
+        """
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as error:
+            if os.environ.get("TIA_SCANNER_ROBUST_DEBUG"):
+                raise
+            raise click.ClickException(describe_error(error)) from error
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:  # noqa: ARG002
         """List commands with their short help without importing them."""
