@@ -197,7 +197,7 @@ def case_trainer_step(args: argparse.Namespace) -> dict:
         FeatureStore,
         collate_bags,
     )
-    from tia_scanner_robust.experiments.scangen import MILBagModule, MILTrainer  # noqa: PLC0415
+    from tia_scanner_robust.training.mil import MILBagModule, MILTrainer  # noqa: PLC0415
     from tia_scanner_robust.training.scangen import ScanGenHook  # noqa: PLC0415
 
     with tempfile.TemporaryDirectory() as tmp:

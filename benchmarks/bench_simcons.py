@@ -55,7 +55,7 @@ from tiatoolbox.data import stain_norm_target
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tia_scanner_robust._io import atomic_write_text
-from tia_scanner_robust.experiments.simcons_demo import DEMO_MODEL
+from tia_scanner_robust.demo.variants import DEMO_MODEL
 from tia_scanner_robust.losses.functional import segmentation_loss
 from tia_scanner_robust.losses.simcons import SimConsLoss
 from tia_scanner_robust.models.segmentation import SmpSegmentationModel

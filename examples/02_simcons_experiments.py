@@ -1,7 +1,7 @@
 """Example 02: SimCons experiments, the shape of the SCORPION paper's Table 1, at demo scale.
 
 What it does, offline, on TIAToolbox's bundled H&E image and the simulated
-scanners (see ``tia_scanner_robust.experiments.simcons_demo``):
+scanners (see ``tia_scanner_robust.demo``):
 
 1. builds the demo task: labels from the classical segmenter on the
    reference scan, training tiles from the left 60 % of the image, held-out
@@ -45,17 +45,12 @@ import time
 from pathlib import Path
 
 from tia_scanner_robust._io import atomic_write_json, atomic_write_text
-from tia_scanner_robust.experiments.comparison import (
+from tia_scanner_robust.demo import DEMO_MODEL, VariantSpec, build_demo_task, run_variant
+from tia_scanner_robust.report.comparison import (
     aggregate_records,
     plot_lambda_sweep,
     plot_variant_bars,
     records_markdown,
-)
-from tia_scanner_robust.experiments.simcons_demo import (
-    DEMO_MODEL,
-    VariantSpec,
-    build_demo_task,
-    run_variant,
 )
 
 #: The paper's Table 1 rows (label, shipped config).

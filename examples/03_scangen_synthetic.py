@@ -24,13 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
-from tia_scanner_robust.data.features import FeatureStore
-from tia_scanner_robust.experiments.scangen import (
-    compare_scangen,
-    format_comparison_markdown,
-    load_mil_config,
-    make_synthetic_store,
-)
+from tia_scanner_robust.data.feature_store import FeatureStore
+from tia_scanner_robust.training.fm_benchmark import compare_scangen, format_comparison_markdown
+from tia_scanner_robust.training.mil_config import load_mil_config
+from tia_scanner_robust.training.synthetic import make_synthetic_store
 
 
 def main() -> None:

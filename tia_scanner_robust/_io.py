@@ -21,7 +21,9 @@ import contextlib
 import json
 import math
 import os
+import stat
 import tempfile
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -38,8 +40,11 @@ __all__ = [
     "atomic_write_image",
     "atomic_write_json",
     "atomic_write_text",
+    "current_umask",
     "to_jsonable",
 ]
+
+_UMASK_LOCK = threading.Lock()
 
 
 @contextlib.contextmanager
@@ -47,6 +52,9 @@ def atomic_open(path: str | Path, mode: str = "w", **kwargs: Any) -> Iterator[IO
     """Open a temporary file beside ``path``; rename it over ``path`` on success.
 
     On an exception the temporary file is removed and ``path`` is untouched.
+    The file gets the mode a plain :func:`open` would give it: an existing
+    file's mode is kept, a new file gets ``0o666`` minus the umask (not the
+    ``0o600`` of :func:`tempfile.mkstemp`).
 
     Args:
         path: Final destination.
@@ -63,6 +71,9 @@ def atomic_open(path: str | Path, mode: str = "w", **kwargs: Any) -> Iterator[IO
     os.close(fd)
     tmp = Path(tmp_name)
     try:
+        # mkstemp creates the file with mode 0600; give it the mode a plain
+        # open() would (an existing file's mode, else 0666 minus the umask).
+        tmp.chmod(_target_mode(path))
         with tmp.open(mode, **kwargs) as handle:
             yield handle
             handle.flush()
@@ -71,6 +82,37 @@ def atomic_open(path: str | Path, mode: str = "w", **kwargs: Any) -> Iterator[IO
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def current_umask() -> int:
+    """The process's file-mode creation mask (read without changing it where possible).
+
+    Linux reports it in ``/proc/self/status``; elsewhere it is read by setting
+    and restoring it under a lock.
+
+    Examples:
+        >>> 0 <= current_umask() <= 0o777
+        True
+
+    """
+    try:
+        for line in Path("/proc/self/status").read_text(encoding="ascii").splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    with _UMASK_LOCK:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+def _target_mode(path: Path) -> int:
+    """Mode of a file written to ``path``: the existing file's, else ``0o666 & ~umask``."""
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        return 0o666 & ~current_umask()
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
@@ -114,45 +156,61 @@ def atomic_write_image(path: str | Path, image: np.ndarray, quality: int = 95) -
     ext = path.suffix.lower() or ".png"
     params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)] if ext in {".jpg", ".jpeg"} else []
     bgr = image[..., ::-1] if image.ndim == 3 else image
-    ok, buffer = cv2.imencode(ext, bgr, params)
+    try:
+        ok, buffer = cv2.imencode(ext, bgr, params)
+    except cv2.error:  # OpenCV has no encoder for the extension
+        ok = False
     if not ok:
-        msg = f"Could not encode an image with extension {ext!r} for {path}."
+        msg = (
+            f"Could not encode an image with extension {ext!r} for {path}; use an image "
+            "extension such as .png, .jpg or .tif."
+        )
         raise ValueError(msg)
     return atomic_write_bytes(path, buffer.tobytes())
 
 
-def to_jsonable(obj: Any) -> Any:  # noqa: PLR0911 - one return per type
-    """Convert results to strict-JSON types.
+def to_jsonable(obj: Any, *, allow_nan: bool = False) -> Any:  # noqa: PLR0911 - one return per type
+    """Convert results to plain JSON/YAML types (strict JSON by default).
 
-    NumPy scalars and arrays become Python numbers and lists, NaN and inf become
-    ``None``, tuple keys (scanner pairs) become ``"a|b"`` strings and paths
-    become strings.
+    Mappings become dicts, tuples and lists become lists, NumPy scalars and
+    arrays become Python numbers and lists, paths become strings and tuple
+    keys (scanner pairs) become ``"a|b"`` strings; other keys become ``str``.
+    NaN and inf become ``None`` unless ``allow_nan=True`` keeps them as
+    Python floats (for YAML files and checkpoints, which hold them).
 
     Args:
         obj: A (nested) result: dicts, lists, tuples, arrays, numbers.
+        allow_nan: Keep non-finite floats (the name mirrors
+            :func:`json.dumps`); ``False`` (default) turns them into ``None``.
 
     Returns:
-        An object that :func:`json.dumps` serialises with ``allow_nan=False``.
+        An object that :func:`json.dumps` serialises with ``allow_nan=False``
+        (with ``allow_nan=True``: that :func:`yaml.safe_dump` writes).
 
     Examples:
         >>> import numpy as np
         >>> to_jsonable({("AT2", "GT450"): np.float32(0.5), "m": np.array([np.nan, 1.0])})
         {'AT2|GT450': 0.5, 'm': [None, 1.0]}
+        >>> to_jsonable({"clip": (np.float64(np.inf), 1)}, allow_nan=True)
+        {'clip': [inf, 1]}
 
     """
     if isinstance(obj, Mapping):
-        return {_json_key(k): to_jsonable(v) for k, v in obj.items()}
+        return {
+            _json_key(k, allow_nan=allow_nan): to_jsonable(v, allow_nan=allow_nan)
+            for k, v in obj.items()
+        }
     if isinstance(obj, np.ndarray):
-        return to_jsonable(obj.tolist())
+        return to_jsonable(obj.tolist(), allow_nan=allow_nan)
     if isinstance(obj, (list, tuple)):
-        return [to_jsonable(v) for v in obj]
+        return [to_jsonable(v, allow_nan=allow_nan) for v in obj]
     if isinstance(obj, (bool, np.bool_)):
         return bool(obj)
     if isinstance(obj, (int, np.integer)):
         return int(obj)
     if isinstance(obj, (float, np.floating)):
         value = float(obj)
-        return value if math.isfinite(value) else None
+        return value if allow_nan or math.isfinite(value) else None
     if isinstance(obj, Path):
         return str(obj)
     if isinstance(obj, np.generic):
@@ -160,7 +218,7 @@ def to_jsonable(obj: Any) -> Any:  # noqa: PLR0911 - one return per type
     return obj
 
 
-def _json_key(key: object) -> str:
+def _json_key(key: object, *, allow_nan: bool) -> str:
     if isinstance(key, tuple):
         return "|".join(str(k) for k in key)
-    return str(to_jsonable(key))
+    return str(to_jsonable(key, allow_nan=allow_nan))

@@ -15,6 +15,9 @@ Every command that writes a run folder (``train``, ``train-mil``, ``demo``,
 - **no debris**: temporary files of interrupted atomic writes
   (``.NAME.*.tmp``, see :mod:`tia_scanner_robust._io`) are removed at start.
 
+Under ``torchrun`` only rank 0 (``RANK`` unset or ``0``) takes the lock and
+checks the folder; the other ranks write into the folder rank 0 holds.
+
 Examples:
     >>> import tempfile, pathlib
     >>> root = pathlib.Path(tempfile.mkdtemp()) / "run"
@@ -208,6 +211,9 @@ def open_run_folder(
 
     """
     folder = Path(folder)
+    if os.environ.get("RANK", "0").strip() not in {"", "0"}:  # a DDP worker: rank 0 holds it
+        yield folder
+        return
     acquire_lock(folder)
     try:
         clean_interrupted_writes(folder)

@@ -17,22 +17,19 @@ import torch
 from click.testing import CliRunner
 
 from tia_scanner_robust.cli.train_mil import train_mil
-from tia_scanner_robust.experiments.scangen import (
-    MILBagModule,
-    build_mil_model,
-    evaluate_mil,
-    load_mil_config,
-    make_synthetic_store,
-    train_mil_model,
-)
 from tia_scanner_robust.models.mil import (
     AGGREGATORS,
     MIL_CONFIG_KEYS,
     MILModel,
     ProjectionMLP,
+    build_mil_model,
     create_aggregator,
+    load_mil_checkpoint,
 )
-from tia_scanner_robust.models.mil_predictor import MILSlidePredictor, load_mil_checkpoint
+from tia_scanner_robust.models.mil_predictor import MILSlidePredictor
+from tia_scanner_robust.training.mil import MILBagModule, evaluate_mil, train_mil_model
+from tia_scanner_robust.training.mil_config import load_mil_config
+from tia_scanner_robust.training.synthetic import make_synthetic_store
 
 if TYPE_CHECKING:
     from tia_scanner_robust.data.features import FeatureStore

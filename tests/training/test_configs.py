@@ -11,7 +11,9 @@ from click.testing import CliRunner
 
 from tia_scanner_robust._io import atomic_write_image
 from tia_scanner_robust.cli.train import train
-from tia_scanner_robust.experiments.configs import (
+from tia_scanner_robust.training.builder import build_trainer
+from tia_scanner_robust.training.config import load_config
+from tia_scanner_robust.training.configs import (
     config_path,
     list_configs,
     load_experiment_config,
@@ -19,9 +21,7 @@ from tia_scanner_robust.experiments.configs import (
     parse_overrides,
     resolve_config,
 )
-from tia_scanner_robust.training.config import load_config
 from tia_scanner_robust.training.simcons import SimConsHook
-from tia_scanner_robust.training.trainer import build_trainer
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -9,6 +9,8 @@
   simulated scanners used to synthesise scanner-paired data.
 - :func:`style_augmentation`: named presets (``"colorjitter"``,
   ``"randstainna"``, ``"fda"``, ``"hestain"`` and ``"+"`` combinations).
+- :class:`BatchStyleAugment` (:mod:`.batched`): the same augmentations on a
+  ``(B, 3, H, W)`` torch batch on any device (GPU included).
 
 Names resolve lazily so importing this package does not import every module.
 """
@@ -39,6 +41,9 @@ _EXPORTS: dict[str, str] = {
     "he_color_jitter": "presets",
     "he_stain": "presets",
     "STYLE_AUGMENTATIONS": "presets",
+    "official_reinhard_transfer": "randstainna",
+    "BatchStyleAugment": "batched.augment",
+    "batched_version": "batched.augment",
 }
 
 __all__ = list(_EXPORTS)

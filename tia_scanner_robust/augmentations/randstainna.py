@@ -33,37 +33,42 @@ Examples:
 
 from __future__ import annotations
 
-import dataclasses
-import functools
-import importlib.resources
 import math
-import numbers
-import textwrap
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import cv2
 import numpy as np
-import yaml
 from albumentations.core.transforms_interface import BaseTransformInitSchema, ImageOnlyTransform
 from pydantic import Field, field_validator
 from tqdm.auto import tqdm
 
-from tia_scanner_robust._io import atomic_write_text
+from tia_scanner_robust._io import to_jsonable
 from tia_scanner_robust._validation import check_in_choices, check_rgb_image, read_rgb_image
 from tia_scanner_robust.augmentations.colorspace import (
-    CHANNEL_NAMES,
+    _RGB_FROM_HED,
     COLOR_SPACES,
     channel_stats,
     reinhard_transfer,
     rgb_to_colorspace,
 )
+from tia_scanner_robust.augmentations.randstainna_template import (
+    FITTED_FAMILIES,
+    TEMPLATE_FORMAT,
+    RandStainNATemplate,
+    SeriesDistribution,
+    default_randstainna_template,
+    load_randstainna_template,
+    save_randstainna_template,
+)
 
 __all__ = [
     "DEFAULT_COLOR_SPACES",
+    "FITTED_FAMILIES",
     "IMAGE_EXTENSIONS",
     "MIN_STD_FRACTION",
+    "TEMPLATE_FORMAT",
     "RandStainNA",
     "RandStainNATemplate",
     "SeriesDistribution",
@@ -71,12 +76,11 @@ __all__ = [
     "expand_image_paths",
     "fit_randstainna_template",
     "load_randstainna_template",
+    "official_reinhard_transfer",
     "sample_virtual_template",
     "save_randstainna_template",
 ]
 
-#: Families a template may record (goodness-of-fit choice).
-FITTED_FAMILIES: tuple[str, ...] = ("normal", "laplace")
 #: Families :class:`RandStainNA` may sample (``distribution`` override).
 SAMPLING_FAMILIES: tuple[str, ...] = ("normal", "laplace", "uniform")
 #: Colour spaces drawn from by default (one shipped template each).
@@ -86,372 +90,6 @@ IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".tif", ".tiff", "
 #: A sampled target std is clipped below at this fraction of the template's
 #: mean channel std (a negative or zero draw would invert or flatten the channel).
 MIN_STD_FRACTION = 0.05
-
-TEMPLATE_FORMAT = "tia-scanner-robust/randstainna-template/v1"
-_SERIES_KEYS = ("avg", "std")  # per channel: distribution of the channel mean / channel std
-_FAMILY_ALIASES = {"norm": "normal", "gaussian": "normal"}
-# Top-level keys written by the reference implementation's preprocessing script.
-_REFERENCE_EXTRA_KEYS = frozenset({"methods", "random", "n_each_class"})
-
-
-@dataclass(frozen=True)
-class SeriesDistribution:
-    """Fitted distribution of one per-image statistic across the template images.
-
-    Attributes:
-        distribution: ``"normal"`` or ``"laplace"``.
-        mean: Mean of the series.
-        std: Standard deviation of the series (non-negative).
-
-    Examples:
-        >>> SeriesDistribution("laplace", 150.0, 10.0).std
-        10.0
-
-    """
-
-    distribution: str
-    mean: float
-    std: float
-
-    def __post_init__(self) -> None:
-        """Validate the family and the parameters."""
-        family = _FAMILY_ALIASES.get(self.distribution, self.distribution)
-        check_in_choices(family, FITTED_FAMILIES, "distribution")
-        object.__setattr__(self, "distribution", family)
-        for name in ("mean", "std"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, numbers.Real):
-                msg = f"{name} must be a number, got {value!r}."
-                raise TypeError(msg)
-            if not math.isfinite(value):
-                msg = f"{name} must be finite, got {value!r}."
-                raise ValueError(msg)
-            object.__setattr__(self, name, float(value))
-        if self.std < 0:
-            msg = f"std must be non-negative, got {self.std}."
-            raise ValueError(msg)
-
-
-@dataclass(frozen=True)
-class RandStainNATemplate:
-    """A RandStainNA template: per channel, the distributions of image statistics.
-
-    Attributes:
-        color_space: ``"LAB"``, ``"HSV"`` or ``"HED"`` (8-bit convention of
-            :mod:`.colorspace`).
-        channel_mean: Three :class:`SeriesDistribution`, one per channel: the
-            distribution of the image-level channel mean.
-        channel_std: Three :class:`SeriesDistribution`: the distribution of the
-            image-level channel standard deviation.
-        n_images: Number of images the template was fitted on (``None`` if unknown).
-        metadata: Free-form provenance (how and from what it was made).
-
-    Examples:
-        >>> s = SeriesDistribution("normal", 1.0, 0.1)
-        >>> t = RandStainNATemplate("HED", (s, s, s), (s, s, s))
-        >>> t.channels
-        ('H', 'E', 'D')
-        >>> RandStainNATemplate.from_dict(t.to_dict()) == t
-        True
-
-    """
-
-    color_space: str
-    channel_mean: tuple[SeriesDistribution, SeriesDistribution, SeriesDistribution]
-    channel_std: tuple[SeriesDistribution, SeriesDistribution, SeriesDistribution]
-    n_images: int | None = None
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        """Validate the colour space, the series and the metadata."""
-        if not isinstance(self.color_space, str):
-            msg = f"color_space must be a string, got {self.color_space!r}."
-            raise TypeError(msg)
-        object.__setattr__(
-            self,
-            "color_space",
-            check_in_choices(self.color_space.upper(), COLOR_SPACES, "color_space"),
-        )
-        for name in ("channel_mean", "channel_std"):
-            series = tuple(getattr(self, name))
-            if len(series) != 3 or not all(isinstance(s, SeriesDistribution) for s in series):
-                msg = f"{name} must hold three SeriesDistribution objects (one per channel)."
-                raise TypeError(msg)
-            object.__setattr__(self, name, series)
-        if any(s.mean < 0 for s in self.channel_std):
-            msg = "channel_std: the mean of a channel-std series must be non-negative."
-            raise ValueError(msg)
-        if self.n_images is not None and (
-            isinstance(self.n_images, bool)
-            or not isinstance(self.n_images, int)
-            or self.n_images < 1
-        ):
-            msg = f"n_images must be a positive integer or None, got {self.n_images!r}."
-            raise ValueError(msg)
-        if not isinstance(self.metadata, Mapping):
-            msg = f"metadata must be a mapping, got {type(self.metadata).__name__}."
-            raise TypeError(msg)
-        object.__setattr__(self, "metadata", dict(self.metadata))
-
-    @property
-    def channels(self) -> tuple[str, str, str]:
-        """Channel names of the colour space (template file keys)."""
-        return CHANNEL_NAMES[self.color_space]
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-data form (what the YAML file holds), reference-compatible layout."""
-        data: dict[str, Any] = {
-            "format": TEMPLATE_FORMAT,
-            "color_space": self.color_space,
-            "n_images": self.n_images,
-            "metadata": _plain(self.metadata),
-        }
-        for name, avg, std in zip(self.channels, self.channel_mean, self.channel_std, strict=True):
-            data[name] = {"avg": dataclasses.asdict(avg), "std": dataclasses.asdict(std)}
-        return data
-
-    @classmethod
-    def from_dict(
-        cls, data: Mapping[str, Any], *, source: str | None = None
-    ) -> RandStainNATemplate:
-        """Build a template from :meth:`to_dict` data (or a reference RandStainNA YAML).
-
-        Args:
-            data: The mapping, e.g. from ``yaml.safe_load``.
-            source: Name used in error messages (the file), if any.
-
-        Returns:
-            The validated template.
-
-        Raises:
-            ValueError: Naming ``source`` and the offending field when a field is
-                missing, unknown or has a wrong type or value.
-
-        """
-        where = f"RandStainNA template {source}" if source else "RandStainNA template"
-        if not isinstance(data, Mapping):
-            msg = f"{where}: expected a mapping at the top level, got {type(data).__name__}."
-            raise ValueError(msg)
-        space = data.get("color_space")
-        if space is None:
-            msg = f"{where}: missing field 'color_space' (one of {', '.join(COLOR_SPACES)})."
-            raise ValueError(msg)
-        if not isinstance(space, str) or space.upper() not in COLOR_SPACES:
-            choices = ", ".join(COLOR_SPACES)
-            msg = f"{where}: field 'color_space' must be one of {choices}, got {space!r}."
-            raise ValueError(msg)
-        space = space.upper()
-        channels = CHANNEL_NAMES[space]
-        allowed = {
-            "format",
-            "color_space",
-            "n_images",
-            "metadata",
-            *channels,
-            *_REFERENCE_EXTRA_KEYS,
-        }
-        unknown = sorted(str(k) for k in data if k not in allowed)
-        if unknown:
-            msg = (
-                f"{where}: unknown field(s) {', '.join(map(repr, unknown))} "
-                f"for colour space {space}; "
-                f"expected {', '.join(sorted(allowed))}."
-            )
-            raise ValueError(msg)
-        series: dict[str, list[SeriesDistribution]] = {"avg": [], "std": []}
-        for channel in channels:
-            block = data.get(channel)
-            if not isinstance(block, Mapping):
-                state = "missing" if block is None else f"not a mapping ({type(block).__name__})"
-                msg = f"{where}: field '{channel}' is {state}; expected keys 'avg' and 'std'."
-                raise ValueError(msg)
-            for key in _SERIES_KEYS:
-                series[key].append(_parse_series(block.get(key), f"{channel}.{key}", where))
-        n_images = data.get("n_images")
-        if n_images is not None and (
-            isinstance(n_images, bool) or not isinstance(n_images, int) or n_images < 1
-        ):
-            msg = f"{where}: field 'n_images' must be a positive integer, got {n_images!r}."
-            raise ValueError(msg)
-        metadata = data.get("metadata") or {}
-        if not isinstance(metadata, Mapping):
-            msg = f"{where}: field 'metadata' must be a mapping, got {type(metadata).__name__}."
-            raise ValueError(msg)
-        try:
-            return cls(space, tuple(series["avg"]), tuple(series["std"]), n_images, dict(metadata))
-        except (TypeError, ValueError) as error:
-            msg = f"{where}: {error}"
-            raise ValueError(msg) from error
-
-    def series_parameters(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Means and stds of the channel-mean and channel-std series.
-
-        Returns:
-            ``(mean_of_means, std_of_means, mean_of_stds, std_of_stds)``, four
-            float64 arrays of shape ``(3,)``.
-
-        """
-        return (
-            np.array([s.mean for s in self.channel_mean]),
-            np.array([s.std for s in self.channel_mean]),
-            np.array([s.mean for s in self.channel_std]),
-            np.array([s.std for s in self.channel_std]),
-        )
-
-
-def _plain(value: Any) -> Any:
-    """Convert NumPy scalars, tuples and paths in metadata to YAML-safe types."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
-def _parse_series(block: Any, name: str, where: str) -> SeriesDistribution:
-    if not isinstance(block, Mapping):
-        state = "missing" if block is None else f"not a mapping ({type(block).__name__})"
-        msg = f"{where}: field '{name}' is {state}; expected keys 'distribution', 'mean', 'std'."
-        raise ValueError(msg)
-    unknown = sorted(str(k) for k in block if k not in {"distribution", "mean", "std"})
-    if unknown:
-        msg = f"{where}: unknown field(s) {', '.join(map(repr, unknown))} in '{name}'."
-        raise ValueError(msg)
-    for key in ("distribution", "mean", "std"):
-        if key not in block:
-            msg = f"{where}: missing field '{name}.{key}'."
-            raise ValueError(msg)
-    family = block["distribution"]
-    if not isinstance(family, str) or _FAMILY_ALIASES.get(family, family) not in FITTED_FAMILIES:
-        msg = (
-            f"{where}: field '{name}.distribution' must be one of "
-            f"{', '.join(FITTED_FAMILIES)}, got {family!r}."
-        )
-        raise ValueError(msg)
-    values = {}
-    for key in ("mean", "std"):
-        value = block[key]
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, numbers.Real)
-            or not math.isfinite(value)
-        ):
-            msg = f"{where}: field '{name}.{key}' must be a finite number, got {value!r}."
-            raise ValueError(msg)
-        values[key] = float(value)
-    if values["std"] < 0:
-        msg = f"{where}: field '{name}.std' must be non-negative, got {values['std']}."
-        raise ValueError(msg)
-    return SeriesDistribution(family, values["mean"], values["std"])
-
-
-# ---------------------------------------------------------------------------
-# Files
-
-
-def load_randstainna_template(path: str | Path) -> RandStainNATemplate:
-    """Read a template YAML file (``yaml.safe_load``: no code is executed).
-
-    Also reads the YAML files of the reference implementation (``norm`` is
-    read as ``normal``).
-
-    Args:
-        path: The YAML file.
-
-    Returns:
-        The template.
-
-    Raises:
-        FileNotFoundError: If the file does not exist.
-        ValueError: If the file is not valid YAML or a field is missing or
-            wrong (the message names the file and the field).
-
-    Examples:
-        >>> import tempfile, pathlib
-        >>> path = pathlib.Path(tempfile.mkdtemp()) / "lab.yaml"
-        >>> _ = save_randstainna_template(default_randstainna_template("LAB"), path)
-        >>> load_randstainna_template(path) == default_randstainna_template("LAB")
-        True
-
-    """
-    path = Path(path)
-    if not path.is_file():
-        msg = f"RandStainNA template file not found: {path}"
-        raise FileNotFoundError(msg)
-    try:
-        text = path.read_text(encoding="utf-8")
-        data = yaml.safe_load(text)
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
-        msg = f"Could not read RandStainNA template file {path}: {error}"
-        raise ValueError(msg) from error
-    return RandStainNATemplate.from_dict(data, source=str(path))
-
-
-def save_randstainna_template(template: RandStainNATemplate, path: str | Path) -> Path:
-    """Write ``template`` as YAML, atomically, with a comment header.
-
-    Args:
-        template: The template.
-        path: Destination ``.yaml`` file (folders are created).
-
-    Returns:
-        The path written.
-
-    Raises:
-        TypeError: If ``template`` is not a :class:`RandStainNATemplate`.
-
-    Examples:
-        >>> import tempfile, pathlib
-        >>> path = pathlib.Path(tempfile.mkdtemp()) / "hed.yaml"
-        >>> save_randstainna_template(default_randstainna_template("HED"), path).name
-        'hed.yaml'
-
-    """
-    if not isinstance(template, RandStainNATemplate):
-        msg = f"template must be a RandStainNATemplate, got {type(template).__name__}."
-        raise TypeError(msg)
-    channels = ", ".join(template.channels)
-    header = [
-        "# RandStainNA template (tia_scanner_robust.augmentations.randstainna).",
-        f"# Colour space {template.color_space}, channels {channels}; 8-bit convention",
-        "# (LAB/HSV as OpenCV's 8-bit images, HED as skimage.color.rgb2hed).",
-        "# Per channel: 'avg' = distribution of the image-level channel mean across the",
-        "# template images, 'std' = of the image-level channel std (mean, std, family).",
-    ]
-    description = template.metadata.get("description")
-    if isinstance(description, str) and description:
-        header.extend(f"# {line}" for line in textwrap.wrap(description, width=88))
-    body = yaml.safe_dump(template.to_dict(), sort_keys=False, default_flow_style=False)
-    return atomic_write_text(path, "\n".join(header) + "\n" + body)
-
-
-@functools.cache
-def default_randstainna_template(color_space: str = "LAB") -> RandStainNATemplate:
-    """The shipped template for ``color_space``, fitted on the bundled H&E image.
-
-    The templates were fitted on 64 non-overlapping 125 x 125 tiles of
-    TIAToolbox's bundled H&E image (``tiatoolbox.data.stain_norm_target()``);
-    each file's ``metadata`` says so.
-
-    Args:
-        color_space: ``"LAB"``, ``"HSV"`` or ``"HED"``.
-
-    Returns:
-        The template (cached; templates are immutable).
-
-    Examples:
-        >>> default_randstainna_template("HSV").channels
-        ('H', 'S', 'V')
-
-    """
-    space = check_in_choices(str(color_space).upper(), COLOR_SPACES, "color_space")
-    resource = importlib.resources.files("tia_scanner_robust.augmentations") / "templates"
-    with importlib.resources.as_file(resource / f"{space.lower()}.yaml") as path:
-        return load_randstainna_template(path)
 
 
 # ---------------------------------------------------------------------------
@@ -620,7 +258,7 @@ def fit_randstainna_template(
         channel_mean=(series(0), series(1), series(2)),
         channel_std=(series(3), series(4), series(5)),
         n_images=len(stats),
-        metadata=_plain(meta),
+        metadata=to_jsonable(meta, allow_nan=True),
     )
 
 
@@ -677,7 +315,7 @@ def _normalise_template_item(item: Any, index: int) -> str | dict[str, Any]:
     if isinstance(item, str):
         return item
     if isinstance(item, Mapping):
-        return _plain(item)
+        return to_jsonable(item, allow_nan=True)
     msg = (
         f"templates[{index}] must be a YAML file path, a template dict or a RandStainNATemplate; "
         f"got {type(item).__name__}."
@@ -707,19 +345,23 @@ def sample_virtual_template(
     *,
     std_hyper: float = 0.0,
     distribution: str | None = None,
+    clip_std: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Draw a virtual template ``(mu_hat, sigma_hat)`` (three values each).
 
     Draws, in channel order, ``mu_hat_c`` then ``sigma_hat_c`` from
     ``D(mean, std * (1 + std_hyper))``; ``D`` is the series' fitted family
     unless ``distribution`` overrides it. ``sigma_hat_c`` is clipped below at
-    ``MIN_STD_FRACTION`` times the template's mean channel std.
+    ``MIN_STD_FRACTION`` times the template's mean channel std (unless
+    ``clip_std=False``, the official code's behaviour: a negative draw then
+    inverts the channel in the transfer).
 
     Args:
         template: The template.
         rng: NumPy generator.
         std_hyper: Spread adjustment, ``>= -1``.
         distribution: ``None`` (fitted family), ``"normal"``, ``"laplace"`` or ``"uniform"``.
+        clip_std: Clip ``sigma_hat`` below (default) or keep the raw draw.
 
     Returns:
         ``(target_mean, target_std)``, float64 arrays of shape ``(3,)``.
@@ -743,8 +385,79 @@ def sample_virtual_template(
     for c, (avg, std) in enumerate(zip(template.channel_mean, template.channel_std, strict=True)):
         target_mean[c] = _draw(rng, distribution or avg.distribution, avg.mean, avg.std * factor)
         target_std[c] = _draw(rng, distribution or std.distribution, std.mean, std.std * factor)
-        target_std[c] = max(target_std[c], MIN_STD_FRACTION * std.mean)
+        if clip_std:
+            target_std[c] = max(target_std[c], MIN_STD_FRACTION * std.mean)
     return target_mean, target_std
+
+
+_OFFICIAL_FORWARD = {"LAB": cv2.COLOR_RGB2LAB, "HSV": cv2.COLOR_RGB2HSV}
+_OFFICIAL_BACKWARD = {"LAB": cv2.COLOR_LAB2RGB, "HSV": cv2.COLOR_HSV2RGB}
+#: The official code clips the image's channel std below at this value.
+OFFICIAL_MIN_IMAGE_STD = 1e-4
+
+
+def official_reinhard_transfer(
+    image: np.ndarray,
+    space: str,
+    target_mean: np.ndarray,
+    target_std: np.ndarray,
+) -> np.ndarray:
+    """Reinhard transfer exactly as the official RandStainNA code does it.
+
+    Differences from :func:`.colorspace.reinhard_transfer` (the default):
+
+    - the image's channel std is clipped below at ``1e-4`` (default: a
+      constant channel is moved to the target mean with gain 0);
+    - a negative ``target_std`` is used as is: the channel is inverted
+      about its mean (default: targets must be non-negative);
+    - LAB/HSV: the transferred values are clipped to ``[0, 255]`` and
+      truncated to uint8 before OpenCV's 8-bit conversion back (default:
+      float values, hue wrapped modulo 180 instead of clipped);
+    - HED: negative densities are not clipped before ``hed2rgb``, and the
+      RGB result is min-max stretched to ``[0, 255]`` per image and truncated
+      (default: densities clipped at 0, RGB clipped and rounded, no stretch).
+
+    A float32 image is rounded to uint8 first (the official code works on
+    uint8 images) and returned as float32 in ``[0, 1]``.
+
+    Args:
+        image: ``(H, W, 3)`` RGB, uint8 or float32 in ``[0, 1]``.
+        space: ``"LAB"``, ``"HSV"`` or ``"HED"``.
+        target_mean: Three target channel means (8-bit convention).
+        target_std: Three target channel stds (any sign).
+
+    Returns:
+        The transferred RGB image, same shape and dtype as ``image``.
+
+    Examples:
+        >>> import numpy as np
+        >>> img = np.random.default_rng(0).integers(60, 200, (32, 32, 3)).astype(np.uint8)
+        >>> out = official_reinhard_transfer(img, "HED", [0.1, 0.1, 0.05], [0.02, 0.02, 0.01])
+        >>> int(out.min()), int(out.max()) >= 254  # stretched to the full range, truncated
+        (0, True)
+
+    """
+    space = check_in_choices(str(space).upper(), COLOR_SPACES, "colour space")
+    image = check_rgb_image(image)
+    is_float = image.dtype != np.uint8
+    rgb = np.rint(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8) if is_float else image
+    target_mean = np.asarray(target_mean, dtype=np.float64).reshape(3)
+    target_std = np.asarray(target_std, dtype=np.float64).reshape(3)
+    if space == "HED":
+        values = rgb_to_colorspace(rgb, "HED").astype(np.float64)
+    else:
+        values = cv2.cvtColor(rgb, _OFFICIAL_FORWARD[space]).astype(np.float64)
+    mean = values.mean(axis=(0, 1))
+    std = np.clip(values.std(axis=(0, 1)), OFFICIAL_MIN_IMAGE_STD, 255.0)
+    values = (values - mean) * (target_std / std) + target_mean
+    if space == "HED":
+        out = np.clip(np.exp(values @ (_RGB_FROM_HED * math.log(1e-6))), 0.0, 1.0)
+        low, high = float(out.min()), float(out.max())
+        # a flat result (high == low) is 0/0 in the official code; it becomes black here
+        out = (255.0 * (out - low) / (high - low) if high > low else 0 * out).astype(np.uint8)
+    else:
+        out = cv2.cvtColor(np.clip(values, 0, 255).astype(np.uint8), _OFFICIAL_BACKWARD[space])
+    return out.astype(np.float32) / np.float32(255.0) if is_float else out
 
 
 class RandStainNA(ImageOnlyTransform):
@@ -777,6 +490,14 @@ class RandStainNA(ImageOnlyTransform):
         distribution: ``None`` samples each series from its fitted family;
             ``"normal"``, ``"laplace"`` or ``"uniform"`` (the interval with the
             same mean and std) overrides it.
+        official: ``False`` (default): this module's transfer (float colour
+            values, hue wrapped, HED densities clipped at 0, sampled stds
+            clipped below at ``MIN_STD_FRACTION`` of the template mean).
+            ``True``: reproduce the official RandStainNA code's choices
+            (:func:`official_reinhard_transfer`: LAB/HSV truncated to uint8,
+            HED min-max stretched per image without clipping negative
+            densities, negative sampled stds kept, which invert the
+            channel), to match published RandStainNA results.
         p: Probability of applying the transform.
 
     Targets:
@@ -816,6 +537,7 @@ class RandStainNA(ImageOnlyTransform):
         color_spaces: list[str] | None
         std_hyper: float = Field(ge=-1.0)
         distribution: Literal["normal", "laplace", "uniform"] | None
+        official: bool
 
         @field_validator("templates", mode="before")
         @classmethod
@@ -865,12 +587,15 @@ class RandStainNA(ImageOnlyTransform):
         std_hyper: float = -0.3,
         distribution: Literal["normal", "laplace", "uniform"] | None = None,
         p: float = 0.5,
+        *,
+        official: bool = False,
     ) -> None:
         super().__init__(p=p)
         self.templates = templates
         self.color_spaces = color_spaces
         self.std_hyper = float(std_hyper)
         self.distribution = distribution
+        self.official = bool(official)
         self._templates = self._resolve_templates()
         self._spaces = tuple(self._templates)
 
@@ -920,6 +645,7 @@ class RandStainNA(ImageOnlyTransform):
             self.random_generator,
             std_hyper=self.std_hyper,
             distribution=self.distribution,
+            clip_std=not self.official,
         )
         return {"color_space": space, "target_mean": target_mean, "target_std": target_std}
 
@@ -932,4 +658,6 @@ class RandStainNA(ImageOnlyTransform):
         **params: Any,  # noqa: ARG002 - albumentations passes shape etc.
     ) -> np.ndarray:
         """Reinhard transfer of ``img`` to the sampled virtual template."""
+        if self.official:
+            return official_reinhard_transfer(img, color_space, target_mean, target_std)
         return reinhard_transfer(img, color_space, target_mean, target_std)

@@ -25,9 +25,13 @@ device (all stages optional; a neutral stage is skipped):
    encode/decode).
 
 The profiles in :data:`SCANNER_PROFILES` are a SIMULATION inspired by the size
-of published scanner differences (Wilm et al., 2023; the SCORPION data set),
-not a calibration of any real device. The first profile, ``"reference"``, is
-the neutral scanner against which the others are compared.
+and direction of published scanner differences (Wilm et al., 2023; the
+SCORPION data set), not a calibration of any real device. The first profile,
+``"reference"``, is the neutral scanner against which the others are compared.
+A profile fitted from real registered pairs
+(:func:`~tia_scanner_robust.augmentations.scanner_fit.fit_scanner_profile`,
+``tia-scanner-robust fit-scanner-profile``) is saved as YAML
+(:func:`save_scanner_profile`) and accepted wherever a profile name is.
 
 Examples:
     >>> import numpy as np
@@ -47,6 +51,7 @@ import dataclasses
 import hashlib
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import cv2
@@ -64,6 +69,9 @@ __all__ = [
     "ScannerProfile",
     "ScannerSimulator",
     "get_scanner_profile",
+    "is_profile_path",
+    "load_scanner_profile",
+    "save_scanner_profile",
     "simulate_paired_scans",
     "simulate_scanner",
 ]
@@ -242,6 +250,13 @@ def _is_numeric(value: object) -> bool:
 
 
 #: The simulated scanners, in canonical order; the first is the reference.
+#: Version 2 (issue 11): lighter, bluer, less saturated, lower in contrast and
+#: softer are the directions real scanners took against a reference scan; blur
+#: and sharpening stay within what real scans showed. The version-1 parameters
+#: (used for the results published before) are in
+#: :data:`~tia_scanner_robust.augmentations.scanner_legacy.SCANNER_PROFILES_V1`.
+#: Every profile is a guess (see docs/augmentations/scanner.md for the evidence
+#: behind each); ``fit-scanner-profile`` fits one from real pairs.
 SCANNER_PROFILES: dict[str, ScannerProfile] = {
     profile.name: profile
     for profile in (
@@ -252,11 +267,12 @@ SCANNER_PROFILES: dict[str, ScannerProfile] = {
         ),
         ScannerProfile(
             name="cool-sharp",
-            description="Cool (bluish) white point, crisp optics with sharpening, JPEG 85.",
-            color_matrix=((1.06, -0.04, -0.02), (-0.02, 1.04, -0.02), (-0.03, -0.03, 1.06)),
-            white_balance=(0.88, 1.0, 1.08),
-            gamma=(1.14, 1.04, 0.92),
-            sharpen_amount=0.6,
+            description="Bluer (cool white point), slightly crisper (mild sharpening), JPEG 85.",
+            color_matrix=((1.04, -0.03, -0.01), (-0.02, 1.03, -0.01), (-0.02, -0.02, 1.04)),
+            white_balance=(0.9, 1.0, 1.12),
+            gamma=(1.0, 0.94, 0.86),
+            saturation=0.95,
+            sharpen_amount=0.2,
             sharpen_sigma=1.0,
             noise_shot=4e-5,
             noise_read=0.002,
@@ -265,13 +281,13 @@ SCANNER_PROFILES: dict[str, ScannerProfile] = {
         ),
         ScannerProfile(
             name="warm-soft",
-            description="Warm illuminant (less blue), lifted blacks, soft optics, JPEG 80.",
+            description="Warmer (less blue), lighter, lifted blacks, slightly soft, JPEG 80.",
             color_matrix=((1.0, 0.03, -0.03), (0.02, 0.98, 0.0), (-0.02, 0.06, 0.96)),
-            white_balance=(1.0, 0.94, 0.76),
-            gamma=(0.8, 0.84, 1.0),
+            white_balance=(1.0, 0.95, 0.8),
+            gamma=(0.82, 0.86, 1.0),
             levels=(0.1, 1.0),
             saturation=0.9,
-            blur_sigma=1.0,
+            blur_sigma=0.35,
             noise_shot=8e-5,
             noise_read=0.003,
             jpeg_quality=80,
@@ -281,9 +297,9 @@ SCANNER_PROFILES: dict[str, ScannerProfile] = {
             name="saturated-dark",
             description="Darker, more saturated magenta rendering, JPEG 90.",
             color_matrix=((1.10, -0.06, -0.04), (-0.06, 1.12, -0.06), (-0.02, -0.08, 1.10)),
-            white_balance=(0.76, 0.76, 0.76),
-            gamma=(1.22, 1.08, 1.15),
-            saturation=1.15,
+            white_balance=(0.8, 0.8, 0.8),
+            gamma=(1.18, 1.08, 1.12),
+            saturation=1.12,
             noise_shot=5e-5,
             noise_read=0.002,
             jpeg_quality=90,
@@ -291,13 +307,16 @@ SCANNER_PROFILES: dict[str, ScannerProfile] = {
         ),
         ScannerProfile(
             name="pale-low-contrast",
-            description="Bright, washed-out rendering with markedly compressed contrast, JPEG 75.",
+            description=(
+                "Much lighter and bluer, desaturated, markedly compressed contrast, "
+                "slightly soft, JPEG 75."
+            ),
             color_matrix=((0.98, 0.02, 0.0), (0.03, 0.95, 0.02), (0.0, 0.03, 0.97)),
-            white_balance=(1.0, 1.0, 1.0),
-            gamma=(0.82, 0.8, 0.82),
+            white_balance=(0.92, 1.0, 1.12),
+            gamma=(0.8, 0.76, 0.78),
             levels=(0.28, 1.0),
-            saturation=0.75,
-            blur_sigma=0.6,
+            saturation=0.7,
+            blur_sigma=0.3,
             noise_shot=1.2e-4,
             noise_read=0.004,
             jpeg_quality=75,
@@ -307,18 +326,139 @@ SCANNER_PROFILES: dict[str, ScannerProfile] = {
 }
 
 
-def get_scanner_profile(profile: str | ScannerProfile) -> ScannerProfile:
-    """Return ``profile`` itself, or the named profile of :data:`SCANNER_PROFILES`.
+#: File suffixes read as scanner-profile files (a string ending so is a path, not a name).
+PROFILE_FILE_SUFFIXES = (".yaml", ".yml", ".json")
+#: The ``format`` value written at the top of a profile file.
+PROFILE_FILE_FORMAT = "tia-scanner-robust scanner profile"
+
+
+def is_profile_path(spec: object) -> bool:
+    """Whether ``spec`` names a profile file (a path, or a string ending in .yaml/.yml/.json).
+
+    Examples:
+        >>> is_profile_path("fitted.yaml"), is_profile_path("warm-soft")
+        (True, False)
+
+    """
+    if isinstance(spec, Path):
+        return True
+    return isinstance(spec, str) and spec.lower().endswith(PROFILE_FILE_SUFFIXES)
+
+
+def load_scanner_profile(path: str | Path) -> ScannerProfile:
+    """Read a profile file written by :func:`save_scanner_profile` (or by hand).
+
+    The file is YAML (JSON is YAML too), read with ``yaml.safe_load``: either
+    a mapping with a ``profile`` mapping of :class:`ScannerProfile` fields
+    (plus optional ``format``, ``version`` and ``fit`` provenance, which are
+    not needed to simulate), or a flat mapping of the fields.
 
     Args:
-        profile: A profile or the name of one in :data:`SCANNER_PROFILES`.
+        path: The ``.yaml``/``.yml``/``.json`` file.
 
     Returns:
         The :class:`ScannerProfile`.
 
     Raises:
-        ValueError: If the name is unknown (the message lists the valid names).
-        TypeError: If ``profile`` is neither a string nor a profile.
+        FileNotFoundError: If the file does not exist.
+        ValueError: If it is not a valid profile (the message names the file and field).
+
+    Examples:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> path = Path(tempfile.mkdtemp()) / "soft.yaml"
+        >>> _ = path.write_text("profile: {name: soft, blur_sigma: 0.4}")
+        >>> load_scanner_profile(path).blur_sigma
+        0.4
+
+    """
+    import yaml  # noqa: PLC0415 - only profile files need it
+
+    path = Path(path)
+    if not path.is_file():
+        msg = f"Scanner profile file not found: {path}"
+        raise FileNotFoundError(msg)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        msg = f"{path}: not a valid YAML scanner profile ({exc})."
+        raise ValueError(msg) from exc
+    if isinstance(data, dict) and "profile" in data:
+        unknown = sorted(set(data) - {"profile", "format", "version", "fit"})
+        if unknown:
+            msg = f"{path}: unknown top-level key(s) {unknown} (expected profile, version, fit)."
+            raise ValueError(msg)
+        data = data["profile"]
+    if not isinstance(data, dict):
+        msg = f"{path}: a scanner profile must be a mapping of ScannerProfile fields."
+        raise ValueError(msg)
+    fields = {f.name for f in dataclasses.fields(ScannerProfile)}
+    unknown = sorted(set(data) - fields)
+    if unknown:
+        msg = f"{path}: unknown scanner profile field(s) {unknown}; valid: {sorted(fields)}."
+        raise ValueError(msg)
+    data = dict(data)
+    data.setdefault("name", path.stem)
+    try:
+        return ScannerProfile(**data)
+    except (TypeError, ValueError) as exc:
+        msg = f"{path}: {exc}"
+        raise ValueError(msg) from exc
+
+
+def save_scanner_profile(
+    profile: ScannerProfile, path: str | Path, *, fit: dict[str, Any] | None = None
+) -> Path:
+    """Write ``profile`` (and optional fit provenance) as a YAML profile file, atomically.
+
+    Args:
+        profile: The profile.
+        path: Destination ``.yaml``/``.yml`` file.
+        fit: Optional provenance (data, scanners, diagnostics) stored under ``fit``.
+
+    Returns:
+        The path written.
+
+    Examples:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> p = ScannerProfile("mine", gamma=(0.9, 0.9, 1.0), jpeg_quality=85)
+        >>> path = save_scanner_profile(p, Path(tempfile.mkdtemp()) / "mine.yaml")
+        >>> load_scanner_profile(path) == p
+        True
+
+    """
+    import yaml  # noqa: PLC0415 - only profile files need it
+
+    from tia_scanner_robust._io import atomic_write_text, to_jsonable  # noqa: PLC0415
+
+    document: dict[str, Any] = {
+        "format": PROFILE_FILE_FORMAT,
+        "version": 1,
+        "profile": profile.to_dict(),
+    }
+    if fit is not None:
+        document["fit"] = fit
+    text = yaml.safe_dump(to_jsonable(document), sort_keys=False, default_flow_style=None)
+    return atomic_write_text(path, text)
+
+
+def get_scanner_profile(profile: str | Path | ScannerProfile) -> ScannerProfile:
+    """Return ``profile`` itself, a named profile of :data:`SCANNER_PROFILES`, or a file's.
+
+    Args:
+        profile: A profile, the name of one in :data:`SCANNER_PROFILES`, or
+            the path of a profile file (``.yaml``/``.yml``/``.json``, e.g.
+            written by ``tia-scanner-robust fit-scanner-profile``).
+
+    Returns:
+        The :class:`ScannerProfile`.
+
+    Raises:
+        ValueError: If the name is unknown (the message lists the valid names)
+            or the file is not a valid profile.
+        FileNotFoundError: If a profile file does not exist.
+        TypeError: If ``profile`` is neither a string, a path nor a profile.
 
     Examples:
         >>> get_scanner_profile("reference").jpeg_quality
@@ -327,6 +467,8 @@ def get_scanner_profile(profile: str | ScannerProfile) -> ScannerProfile:
     """
     if isinstance(profile, ScannerProfile):
         return profile
+    if is_profile_path(profile):
+        return load_scanner_profile(profile)
     if isinstance(profile, str):
         check_in_choices(profile, SCANNER_PROFILES, "scanner profile")
         return SCANNER_PROFILES[profile]
@@ -403,7 +545,7 @@ def _jpeg(image_u8: np.ndarray, quality: int) -> np.ndarray:
     return np.ascontiguousarray(cv2.imdecode(buffer, cv2.IMREAD_COLOR)[..., ::-1])
 
 
-def simulate_scanner(image: np.ndarray, profile: str | ScannerProfile) -> np.ndarray:
+def simulate_scanner(image: np.ndarray, profile: str | Path | ScannerProfile) -> np.ndarray:
     """Render ``image`` as the simulated scanner ``profile`` would.
 
     Pure and deterministic: the same image through the same profile gives the
@@ -411,8 +553,9 @@ def simulate_scanner(image: np.ndarray, profile: str | ScannerProfile) -> np.nda
 
     Args:
         image: ``(H, W, 3)`` RGB, uint8 or float32 in ``[0, 1]``.
-        profile: A :class:`ScannerProfile` or the name of one in
-            :data:`SCANNER_PROFILES`.
+        profile: A :class:`ScannerProfile`, the name of one in
+            :data:`SCANNER_PROFILES`, or a profile file (``.yaml``; see
+            :func:`load_scanner_profile`).
 
     Returns:
         The simulated scan, same shape and dtype as ``image``. float32 output is
@@ -488,13 +631,13 @@ def simulate_scanner(image: np.ndarray, profile: str | ScannerProfile) -> np.nda
 
 def simulate_paired_scans(
     image: np.ndarray,
-    profiles: Iterable[str | ScannerProfile] | None = None,
+    profiles: Iterable[str | Path | ScannerProfile] | None = None,
 ) -> dict[str, np.ndarray]:
     """Render one tissue image through several simulated scanners.
 
     Args:
         image: ``(H, W, 3)`` RGB, uint8 or float32 in ``[0, 1]``.
-        profiles: Profiles or names; ``None`` means every profile of
+        profiles: Profiles, names or profile files; ``None`` means every profile of
             :data:`SCANNER_PROFILES`, in canonical order.
 
     Returns:
@@ -528,6 +671,8 @@ def simulate_paired_scans(
 # --------------------------------------------------------------------------- #
 def _normalise_profile_spec(spec: object) -> str | dict[str, Any]:
     """Profile name (registered, unchanged profile) or parameter dict (custom)."""
+    if is_profile_path(spec):
+        return load_scanner_profile(spec).to_dict()
     if isinstance(spec, str):
         check_in_choices(spec, SCANNER_PROFILES, "scanner profile")
         return spec
@@ -561,7 +706,8 @@ class ScannerSimulator(ImageOnlyTransform):
 
     Args:
         profiles: Names of :data:`SCANNER_PROFILES`, :class:`ScannerProfile`
-            objects or their ``to_dict()`` dicts; ``None`` means every
+            objects, their ``to_dict()`` dicts or profile files (``.yaml``,
+            read once and stored as dicts); ``None`` means every
             registered profile. Stored as names (registered profiles) or
             dicts (custom profiles) so ``A.to_dict``/``A.from_dict`` round-trip.
         p: Probability of applying the transform.
@@ -594,7 +740,7 @@ class ScannerSimulator(ImageOnlyTransform):
         def _check_profiles(cls, value: Any) -> list[str | dict[str, Any]] | None:
             if value is None:
                 return None
-            if isinstance(value, (str, ScannerProfile, dict)):
+            if isinstance(value, (str, Path, ScannerProfile, dict)):
                 value = [value]
             try:
                 specs = list(value)
@@ -613,7 +759,7 @@ class ScannerSimulator(ImageOnlyTransform):
 
     def __init__(
         self,
-        profiles: Sequence[str | ScannerProfile | dict[str, Any]] | None = None,
+        profiles: Sequence[str | Path | ScannerProfile | dict[str, Any]] | None = None,
         p: float = 0.5,
     ) -> None:
         super().__init__(p=p)

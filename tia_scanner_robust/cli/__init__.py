@@ -42,6 +42,7 @@ def describe_error(error: BaseException) -> str:
         return text
     return f"{type(error).__name__}: {text}"
 
+
 #: command name -> (module, attribute, one-line help). The help is repeated
 #: here so that ``--help`` can list commands without importing them.
 COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -49,6 +50,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "tia_scanner_robust.cli.augment_preview",
         "augment_preview",
         "Grid of every style augmentation and scanner profile on one tissue image.",
+    ),
+    "fit-scanner-profile": (
+        "tia_scanner_robust.cli.fit_scanner_profile",
+        "fit_scanner_profile",
+        "Fit a scanner profile (YAML) mapping one scanner's images to another's from real pairs.",
     ),
     "fit-randstainna": (
         "tia_scanner_robust.cli.fit_randstainna",

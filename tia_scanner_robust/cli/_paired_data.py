@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from tia_scanner_robust.cli._options import lock_output_dir, seed_option
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
@@ -57,7 +59,7 @@ _OPTIONS = (
     click.option(
         "--demo-tile-size", default=256, show_default=True, help="--data demo: tile side."
     ),
-    click.option("--seed", default=0, show_default=True, help="Seed of every random draw."),
+    seed_option(),
 )
 
 
@@ -121,16 +123,20 @@ def open_collection(
     seed: int = 0,
     demo_tiles: int = 9,
     demo_tile_size: int = 256,
+    overwrite: bool = False,
 ) -> PairedCollection:
-    """Seed every generator, create ``out_dir`` and read the paired dataset.
+    """Seed every generator, lock ``out_dir`` and read the paired dataset.
 
     The common start of the commands using :func:`paired_data_options`; see
-    :func:`load_collection` for ``data`` and ``data_format``.
+    :func:`load_collection` for ``data`` and ``data_format``. ``out_dir`` is
+    held for the command (:func:`~tia_scanner_robust.cli._options.lock_output_dir`):
+    a folder holding earlier results (other than ``demo_data/``, which is
+    reused) is refused unless ``overwrite``.
     """
     from tia_scanner_robust.seeding import seed_everything  # noqa: PLC0415
 
     seed_everything(seed)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    lock_output_dir(out_dir, overwrite=overwrite, ignore=("demo_data",))
     return load_collection(
         data,
         data_format,

@@ -28,6 +28,12 @@ from pathlib import Path
 
 import click
 
+from tia_scanner_robust.cli._options import (
+    device_option,
+    no_progress_option,
+    output_dir_option,
+    overwrite_option,
+)
 from tia_scanner_robust.cli._paired_data import open_collection, paired_data_options
 
 __all__ = ["analyze"]
@@ -35,7 +41,8 @@ __all__ = ["analyze"]
 
 @click.command(name="analyze", context_settings={"help_option_names": ["-h", "--help"]})
 @paired_data_options
-@click.option("-o", "--out-dir", required=True, type=click.Path(file_okay=False, path_type=Path))
+@output_dir_option(text="Output folder (figures, analysis.json).", dest="out_dir")
+@overwrite_option()
 @click.option("--reference", default=None, help="Reference scanner (default: the first one).")
 @click.option(
     "--features",
@@ -51,13 +58,14 @@ __all__ = ["analyze"]
 )
 @click.option("--projection", type=click.Choice(["umap", "pca"]), default="umap", show_default=True)
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1))
-@click.option("--device", default="cpu", show_default=True)
-@click.option("--no-progress", is_flag=True, help="Hide progress bars.")
+@device_option()
+@no_progress_option()
 def analyze(
     *,
     data: str,
     data_format: str,
     out_dir: Path,
+    overwrite: bool,
     reference: str | None,
     features: str,
     weights: Path | None,
@@ -94,6 +102,7 @@ def analyze(
         seed=seed,
         demo_tiles=demo_tiles,
         demo_tile_size=demo_tile_size,
+        overwrite=overwrite,
     )
     scanners = collection.scanners
     if reference is not None and reference not in scanners:

@@ -20,7 +20,12 @@ from pathlib import Path
 
 import click
 
+from tia_scanner_robust.cli._options import check_output_suffix, seed_option
+
 __all__ = ["augment_preview"]
+
+#: Image formats the preview can be written as.
+PREVIEW_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 
 
 @click.command(
@@ -37,15 +42,10 @@ __all__ = ["augment_preview"]
     "--output",
     required=True,
     type=click.Path(dir_okay=False, path_type=Path),
-    help="PNG file to write (replaced if it exists).",
+    callback=lambda _ctx, _param, value: check_output_suffix(value, PREVIEW_SUFFIXES),
+    help="Image file to write: .png (or .jpg, .tif, .bmp, .webp); replaced if it exists.",
 )
-@click.option(
-    "--seed",
-    type=click.IntRange(min=0),
-    default=0,
-    show_default=True,
-    help="Seed of the random draws.",
-)
+@seed_option(text="Seed of the random draws.")
 @click.option(
     "--tile-size",
     type=click.IntRange(min=32),

@@ -3,7 +3,7 @@ r"""``tia-scanner-robust benchmark-fm``: feature extractors without and with Sca
 For every feature extractor: extract the manifest's patch features
 (``--manifest``, resumable, into ``OUTPUT/features/<model>.zarr``) or build a
 synthetic FM-like store (``--synthetic``: the worlds of
-:data:`~tia_scanner_robust.experiments.scangen.SYNTHETIC_EXTRACTORS`, which
+:data:`~tia_scanner_robust.training.fm_benchmark.SYNTHETIC_EXTRACTORS`, which
 are NOT real foundation models), then train the MIL baseline (``lambda = 0``)
 and ScanGen with the same config and seeds and evaluate held-out specimens.
 Writes ``benchmark.md`` and ``benchmark.json`` (rows: feature extractors;
@@ -34,7 +34,13 @@ from typing import Any
 
 import click
 
-from tia_scanner_robust.cli.train_mil import parse_set_options
+from tia_scanner_robust.cli._options import (
+    device_option,
+    lock_output_dir,
+    overwrite_option,
+    parse_seeds,
+)
+from tia_scanner_robust.cli.train_mil import load_cli_mil_config, parse_set_options
 
 __all__ = ["benchmark_fm"]
 
@@ -66,7 +72,13 @@ _SPLITS = {"train", "scangen", "val", "test"}
 @click.option("--seeds", default="0", show_default=True, help="Comma-separated trainer seeds.")
 @click.option("--patch-size", type=click.IntRange(1), default=224, show_default=True)
 @click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True)
-@click.option("--device", default="cpu", show_default=True)
+@device_option()
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue a benchmark in OUTPUT_DIR (features already extracted are reused).",
+)
+@overwrite_option()
 @click.option(
     "--pretrained/--no-pretrained",
     default=True,
@@ -91,33 +103,31 @@ def benchmark_fm(
     patch_size: int,
     batch_size: int,
     device: str,
+    resume: bool,
+    overwrite: bool,
     pretrained: bool,
     sets: tuple[str, ...],
 ) -> None:
     """Benchmark feature extractors: AUC and CoV without and with ScanGen."""
-    from tia_scanner_robust.experiments.scangen import (  # noqa: PLC0415
+    from tia_scanner_robust.training.fm_benchmark import (  # noqa: PLC0415
         SYNTHETIC_EXTRACTORS,
-        assign_scangen_splits,
         benchmark_feature_extractors,
-        load_mil_config,
-        make_synthetic_store,
     )
+    from tia_scanner_robust.training.mil import assign_scangen_splits  # noqa: PLC0415
+    from tia_scanner_robust.training.synthetic import make_synthetic_store  # noqa: PLC0415
 
     if synthetic == (manifest is not None):
         msg = "Give exactly one of --manifest (with --models) or --synthetic."
         raise click.UsageError(msg)
-    try:
-        config = load_mil_config(config_spec, parse_set_options(sets))
-        seed_list = [int(s) for s in seeds.split(",") if s.strip()]
-    except (FileNotFoundError, ValueError) as err:
-        raise click.UsageError(str(err)) from err
-    if float(config["scangen"]["lam"]) <= 0:
+    config = load_cli_mil_config(config_spec, parse_set_options(sets))
+    seed_list = parse_seeds(seeds) or [0]
+    if config.scangen.lam <= 0:
         msg = "benchmark-fm needs scangen.lam > 0 (the mil_scangen config)."
         raise click.UsageError(msg)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    lock_output_dir(output_dir, resume=resume, overwrite=overwrite)
     stores: dict[str, Any] = {}
     if synthetic:
-        base = dict(config["synthetic"])
+        base = config.synthetic.store_kwargs()
         base["magnifications"] = ["40x", "20x"]  # so the magnification CoV column is defined
         names = [m.strip() for m in (models or "").split(",") if m.strip()]
         unknown = sorted(set(names) - set(SYNTHETIC_EXTRACTORS))
@@ -152,7 +162,7 @@ def benchmark_fm(
                 device=device,
                 pretrained=pretrained,
             )
-            from tia_scanner_robust.data.features import FeatureStore  # noqa: PLC0415
+            from tia_scanner_robust.data.feature_store import FeatureStore  # noqa: PLC0415
 
             store = FeatureStore(path, mode="r+")
             if not {s.split for s in store.slides()} >= _SPLITS:

@@ -2,13 +2,14 @@
 
 Three subcommands, each a thin wrapper over :mod:`tia_scanner_robust.data`:
 
-- ``wsis LISTING OUT_DIR``: register multi-scanner WSIs of the same slides
-  (ORB + RANSAC affine) and cut aligned tissue regions
-  (:func:`~tia_scanner_robust.data.registration.build_paired_from_wsis`).
-- ``simulate IMAGES... --out-dir OUT_DIR``: single-scanner images or WSIs
+- ``wsis LISTING -o OUT_DIR``: register multi-scanner WSIs of the same slides
+  (ORB + RANSAC affine, refined per region at the target resolution) and cut
+  aligned tissue regions
+  (:func:`~tia_scanner_robust.data.build_paired.build_paired_from_wsis`).
+- ``simulate IMAGES... -o OUT_DIR``: single-scanner images or WSIs
   through the scanner simulator's profiles
   (:func:`~tia_scanner_robust.data.demo.build_paired_from_images`).
-- ``demo OUT_DIR``: the offline demo set from TIAToolbox's bundled H&E image
+- ``demo -o OUT_DIR``: the offline demo set from TIAToolbox's bundled H&E image
   (:func:`~tia_scanner_robust.data.demo.build_demo_dataset`).
 
 Every subcommand writes the SCORPION layout plus ``manifest.csv``.
@@ -17,7 +18,7 @@ Examples:
     >>> import tempfile
     >>> from click.testing import CliRunner
     >>> out = tempfile.mkdtemp()
-    >>> args = ["demo", out, "--tile-size", "128", "--n-tiles", "2"]
+    >>> args = ["demo", "-o", out, "--tile-size", "128", "--n-tiles", "2"]
     >>> result = CliRunner().invoke(build_paired, args)
     >>> result.exit_code, "2 specimens x 5 scanners" in result.output
     (0, True)
@@ -32,7 +33,10 @@ from typing import TYPE_CHECKING
 
 import click
 
+from tia_scanner_robust.cli._options import output_dir_option, seed_option
+
 if TYPE_CHECKING:
+    from tia_scanner_robust.augmentations.scanner import ScannerProfile
     from tia_scanner_robust.data.paired import PairedCollection
 
 __all__ = ["build_paired"]
@@ -59,13 +63,24 @@ def build_paired() -> None:
 
 @build_paired.command(name="wsis")
 @click.argument("listing", type=click.Path(exists=True, path_type=Path))
-@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@output_dir_option(
+    text="Output folder (SCORPION layout, manifest.csv, registration.json).",
+    aliases=(),
+    positional="old_out_dir",
+    dest="out_dir",
+)
 @click.option("--n-regions", default=10, show_default=True, help="Regions per slide.")
 @click.option("--region-um", default=800.0, show_default=True, help="Region side (um).")
 @click.option(
     "--target-mpp", default=800.0 / 1024, show_default=True, help="Output resolution (um/px)."
 )
-@click.option("--thumb-mpp", default=8.0, show_default=True, help="Registration thumbnail mpp.")
+@click.option(
+    "--thumb-mpp",
+    type=float,
+    default=None,
+    help="Registration thumbnail mpp (default: per slide, its long side over 2048 px, at "
+    "most 8 um/px).",
+)
 @click.option("--reference", default=None, help="Reference scanner (default: first listed).")
 @click.option("--min-tissue", default=0.5, show_default=True, help="Least tissue per region.")
 @click.option("--min-inliers", default=20, show_default=True, help="Failure rule: inliers.")
@@ -78,6 +93,18 @@ def build_paired() -> None:
 @click.option("--ransac-threshold-px", default=4.0, show_default=True)
 @click.option("--full-affine", is_flag=True, help="6-DOF affine instead of similarity.")
 @click.option(
+    "--no-refine",
+    is_flag=True,
+    help="Skip the per-region refinement at the target resolution (residuals still reported).",
+)
+@click.option(
+    "--max-region-residual-px",
+    default=2.0,
+    show_default=True,
+    help="Failure rule: largest region residual (target px); a slide fails when its median "
+    "region residual is larger.",
+)
+@click.option(
     "--on-failure",
     type=click.Choice(["error", "skip"]),
     default="error",
@@ -88,7 +115,7 @@ def build_paired() -> None:
     "--incomplete", type=click.Choice(["error", "drop"]), default="error", show_default=True
 )
 @click.option("--format", "image_format", type=click.Choice(["png", "jpg"]), default="png")
-@click.option("--seed", default=0, show_default=True)
+@seed_option()
 @click.option("--overwrite", is_flag=True, help="Allow a non-empty OUT_DIR.")
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
 def wsis(
@@ -98,13 +125,15 @@ def wsis(
     n_regions: int,
     region_um: float,
     target_mpp: float,
-    thumb_mpp: float,
+    thumb_mpp: float | None,
     reference: str | None,
     min_tissue: float,
     min_inliers: int,
     max_residual_px: float,
     ransac_threshold_px: float,
     full_affine: bool,
+    no_refine: bool,
+    max_region_residual_px: float,
     on_failure: str,
     incomplete: str,
     image_format: str,
@@ -115,14 +144,15 @@ def wsis(
     """Register multi-scanner WSIs and extract aligned regions.
 
     LISTING is a CSV with columns slide_id, scanner, path (optional mpp), or a
-    folder LISTING/<slide_id>/<scanner>.<ext>. The registration residuals are
-    printed and saved in OUT_DIR/registration.json.
+    folder LISTING/<slide_id>/<scanner>.<ext>. Each region is refined by phase
+    correlation at the target resolution; the thumbnail and per-region
+    residuals are printed and saved in OUT_DIR/registration.json.
     """
-    from tia_scanner_robust.data.registration import (  # noqa: PLC0415 - lazy CLI import
-        RegistrationError,
+    from tia_scanner_robust.data.build_paired import (  # noqa: PLC0415 - lazy CLI import
         build_paired_from_wsis,
         format_registration_report,
     )
+    from tia_scanner_robust.data.registration import RegistrationError  # noqa: PLC0415
 
     try:
         collection, report = build_paired_from_wsis(
@@ -138,6 +168,8 @@ def wsis(
             max_residual_px=max_residual_px,
             ransac_threshold_px=ransac_threshold_px,
             full_affine=full_affine,
+            refine=not no_refine,
+            max_region_residual_px=max_region_residual_px,
             on_failure=on_failure,
             incomplete=incomplete,
             image_format=image_format,
@@ -155,6 +187,13 @@ def wsis(
     click.echo(format_registration_report(report))
     click.echo(_summary(collection, out_dir))
     click.echo(f"Registration report: {out_dir / 'registration.json'}")
+
+
+def _resolve_profiles(profiles: tuple[str, ...]) -> list[ScannerProfile] | None:
+    """Built-in names and profile files (``.yaml``) as profiles; ``None`` when none given."""
+    from tia_scanner_robust.augmentations.scanner import get_scanner_profile  # noqa: PLC0415
+
+    return [get_scanner_profile(p) for p in profiles] or None
 
 
 def _expand_inputs(inputs: tuple[Path, ...]) -> list[Path]:
@@ -177,15 +216,13 @@ def _expand_inputs(inputs: tuple[Path, ...]) -> list[Path]:
 
 @build_paired.command(name="simulate")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@output_dir_option(text="Output folder (SCORPION layout, manifest.csv).", dest="out_dir")
 @click.option(
-    "--out-dir",
-    "-o",
-    required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Output folder.",
-)
-@click.option(
-    "--profile", "profiles", multiple=True, help="Scanner profile (repeat; default: all)."
+    "--profile",
+    "profiles",
+    multiple=True,
+    help="Scanner profile name or profile YAML, e.g. from fit-scanner-profile (repeat; the "
+    "first is the reference; default: every built-in profile).",
 )
 @click.option("--tile-size", type=int, default=None, help="Tile side (px); default: whole image.")
 @click.option("--n-tiles", type=int, default=None, help="Tiles per image (default: all).")
@@ -194,7 +231,7 @@ def _expand_inputs(inputs: tuple[Path, ...]) -> list[Path]:
 @click.option("--thumb-mpp", default=8.0, show_default=True, help="WSI inputs: tissue search.")
 @click.option("--min-tissue", default=0.5, show_default=True, help="Least tissue per tile.")
 @click.option("--format", "image_format", type=click.Choice(["png", "jpg"]), default="png")
-@click.option("--seed", default=0, show_default=True)
+@seed_option()
 @click.option("--overwrite", is_flag=True, help="Allow a non-empty OUT_DIR.")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 def simulate(
@@ -224,7 +261,7 @@ def simulate(
         collection = build_paired_from_images(
             _expand_inputs(inputs),
             out_dir,
-            profiles=list(profiles) or None,
+            profiles=_resolve_profiles(profiles),
             tile_size=tile_size,
             n_tiles=n_tiles,
             stride=stride,
@@ -242,13 +279,21 @@ def simulate(
 
 
 @build_paired.command(name="demo")
-@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@output_dir_option(
+    text="Output folder (SCORPION layout, manifest.csv).",
+    aliases=(),
+    positional="old_out_dir",
+    dest="out_dir",
+)
 @click.option("--tile-size", default=256, show_default=True, help="Tile side (px).")
 @click.option("--n-tiles", default=9, show_default=True, help="Number of tiles.")
 @click.option(
-    "--profile", "profiles", multiple=True, help="Scanner profile (repeat; default: all)."
+    "--profile",
+    "profiles",
+    multiple=True,
+    help="Scanner profile name or profile YAML (repeat; default: every built-in profile).",
 )
-@click.option("--seed", default=0, show_default=True)
+@seed_option()
 @click.option("--overwrite", is_flag=True, help="Build into a non-empty non-demo folder.")
 def demo(
     *,
@@ -267,7 +312,7 @@ def demo(
             out_dir,
             tile_size=tile_size,
             n_tiles=n_tiles,
-            profiles=list(profiles) or None,
+            profiles=_resolve_profiles(profiles),
             seed=seed,
             overwrite=overwrite,
         )

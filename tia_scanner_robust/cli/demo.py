@@ -1,12 +1,14 @@
 """``tia-scanner-robust demo``: the offline end-to-end SimCons demo.
 
-A thin wrapper over :func:`~tia_scanner_robust.experiments.simcons_demo.run_demo`:
+A thin wrapper over :func:`~tia_scanner_robust.demo.run.run_demo`:
 builds the scanner-paired demo task from TIAToolbox's bundled H&E image,
 trains a baseline and a SimCons model (a light Unet/ResNet18 on 128-px
 crops), evaluates both through TIAToolbox's ``SemanticSegmentor`` with the
 scanner-consistency evaluator, writes ``report.html`` (self-contained) and
-``report.json`` into OUTDIR, and prints a summary table. Finished steps are
-reused when the command runs again with the same options.
+``report.json`` into OUTPUT_DIR, and prints a summary table. Finished steps are
+reused when the command runs again with the same options, also in a copy of
+OUTPUT_DIR; a finished model trained with other options is never replaced
+unless ``--overwrite`` is given.
 
 Examples:
     >>> from click.testing import CliRunner
@@ -23,21 +25,35 @@ Examples:
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+
+from tia_scanner_robust.cli._options import (
+    device_option,
+    lock_output_dir,
+    no_progress_option,
+    output_dir_option,
+    overwrite_option,
+    seed_option,
+)
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 __all__ = ["demo"]
 
 
 @click.command(name="demo", context_settings={"help_option_names": ["-h", "--help"]})
-@click.option(
-    "-o",
-    "--out-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("scanner_robust_demo"),
-    show_default=True,
-    help="Output folder (data/, runs/, eval/, report.html, report.json).",
+@output_dir_option(
+    text="Output folder (data/, runs/, eval/, report.html, report.json); finished steps in it "
+    "are reused.",
+    required=False,
+    default="scanner_robust_demo",
+)
+@overwrite_option(
+    text="Train every model again, replacing the runs in the output folder (nothing else is "
+    "deleted)."
 )
 @click.option(
     "--quick", is_flag=True, help="Smoke run: 30 steps per model at batch size 4 (about a minute)."
@@ -54,17 +70,18 @@ __all__ = ["demo"]
     default=None,
     help="Batch size (default 8, or 4 with --quick).",
 )
-@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True)
-@click.option("--device", default="cpu", show_default=True, help="Torch device (cpu, cuda...).")
+@seed_option(text="Seed of both training runs.")
+@device_option()
 @click.option(
     "--simcons-config",
     default=None,
     help="Shipped config of the SimCons model (default fda_simcons).",
 )
-@click.option("--no-progress", is_flag=True, help="Hide the progress bars.")
+@no_progress_option()
 def demo(
     *,
-    out_dir: Path,
+    output_dir: Path,
+    overwrite: bool,
     quick: bool,
     steps: int | None,
     batch_size: int | None,
@@ -74,11 +91,8 @@ def demo(
     no_progress: bool,
 ) -> None:
     """Run the end-to-end demo: paired data, baseline vs SimCons training, evaluation, report."""
-    from tia_scanner_robust.experiments.configs import list_configs  # noqa: PLC0415
-    from tia_scanner_robust.experiments.simcons_demo import (  # noqa: PLC0415
-        DEMO_VARIANTS,
-        run_demo,
-    )
+    from tia_scanner_robust.demo.run import DEMO_VARIANTS, run_demo  # noqa: PLC0415
+    from tia_scanner_robust.training.configs import list_configs  # noqa: PLC0415
 
     variants = dict(DEMO_VARIANTS)
     if simcons_config is not None:
@@ -88,8 +102,9 @@ def demo(
             msg = f"Unknown SimCons config {simcons_config!r}; valid names: {valid}."
             raise click.BadParameter(msg, param_hint="--simcons-config")
         variants["simcons"] = simcons_config
+    lock_output_dir(output_dir, resume=True, overwrite=overwrite)
     result = run_demo(
-        out_dir,
+        output_dir,
         steps=steps,
         quick=quick,
         seed=seed,
@@ -98,6 +113,7 @@ def demo(
         device=device,
         progress=not no_progress,
         echo=click.echo,
+        resume=not overwrite,
     )
     click.echo("")
     click.echo(result.summary_table())

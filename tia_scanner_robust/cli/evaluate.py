@@ -17,6 +17,13 @@ Examples:
 
         tia-scanner-robust evaluate --data demo -o results/
 
+    Labelled data that is not paired (different tissue per scanner, a
+    manifest with masks or labels) gets the unpaired protocol (per-scanner
+    Dice or accuracy, mean, minimum and worst scanner); ``--protocol auto``
+    (default) picks it when no specimen is shared across scanners::
+
+        tia-scanner-robust evaluate --data cosas.csv --protocol unpaired -o results/
+
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from pathlib import Path
 
 import click
 
+from tia_scanner_robust.cli._options import device_option, output_dir_option, overwrite_option
 from tia_scanner_robust.cli._paired_data import (
     load_collection,
     open_collection,
@@ -54,10 +62,11 @@ __all__ = ["evaluate", "load_collection"]
     default="segmentation",
     show_default=True,
 )
-@click.option("-o", "--out-dir", required=True, type=click.Path(file_okay=False, path_type=Path))
+@output_dir_option(text="Output folder (report.json, report.html, figures).", dest="out_dir")
+@overwrite_option()
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1))
 @click.option("--num-workers", default=0, show_default=True, type=click.IntRange(min=0))
-@click.option("--device", default="cpu", show_default=True, help="Torch device (cpu, cuda...).")
+@device_option()
 @click.option(
     "--chunk-size",
     default=64,
@@ -82,6 +91,23 @@ __all__ = ["evaluate", "load_collection"]
     show_default=True,
     help="Feature projection of the paired analysis (embeddings).",
 )
+@click.option(
+    "--protocol",
+    type=click.Choice(["auto", "paired", "unpaired"]),
+    default="auto",
+    show_default=True,
+    help="paired: consistency of the same tissue across scanners (plus per-scanner task "
+    "metrics when masks/labels exist); unpaired: per-scanner task metrics against ground "
+    "truth on different tissue per scanner; auto: paired when specimens are shared.",
+)
+@click.option(
+    "--n-resamples",
+    "n_resamples",
+    default=1000,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Bootstrap resamples of the 95% intervals (over specimens).",
+)
 @click.option("--no-save-predictions", is_flag=True, help="Do not keep per-scanner predictions.")
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
 def evaluate(
@@ -92,6 +118,7 @@ def evaluate(
     weights: Path | None,
     task: str,
     out_dir: Path,
+    overwrite: bool,
     batch_size: int,
     num_workers: int,
     device: str,
@@ -102,6 +129,8 @@ def evaluate(
     n_examples: int,
     projection: str,
     no_save_predictions: bool,
+    protocol: str,
+    n_resamples: int,
     demo_tiles: int,
     demo_tile_size: int,
     seed: int,
@@ -119,7 +148,61 @@ def evaluate(
     from tia_scanner_robust.engines.consistency import (  # noqa: PLC0415 - lazy CLI import
         ScannerConsistencyEvaluator,
     )
+    from tia_scanner_robust.engines.unpaired import (  # noqa: PLC0415
+        UnpairedEvaluator,
+        unpaired_from_paired,
+    )
     from tia_scanner_robust.report import write_report  # noqa: PLC0415
+
+    samples, chosen = _choose_protocol(protocol, data, data_format)
+    settings = {
+        "task": task,
+        "weights": weights,
+        "batch_size": batch_size,
+        "num_workers": num_workers,
+        "device": device,
+        "chunk_size": chunk_size,
+        "ignore_background": ignore_background,
+        "positive_class": positive_class,
+        "n_examples": n_examples,
+        "seed": seed,
+        "verbose": not no_progress,
+    }
+    if chosen == "unpaired":
+        if samples is None:
+            samples = list(
+                open_collection(
+                    data,
+                    data_format,
+                    out_dir,
+                    incomplete=incomplete,
+                    seed=seed,
+                    demo_tiles=demo_tiles,
+                    demo_tile_size=demo_tile_size,
+                    overwrite=overwrite,
+                )
+            )
+        else:
+            _start(out_dir, seed=seed, overwrite=overwrite)
+        scanners = sorted({s.scanner for s in samples})
+        click.echo(
+            f"Evaluating {len(samples)} samples of {len(scanners)} scanners {scanners} "
+            f"(unpaired protocol, {task}, model {model})."
+        )
+        try:
+            evaluator = UnpairedEvaluator(model, n_resamples=n_resamples, **settings)
+            unpaired = evaluator.evaluate(samples, out_dir)
+            from tia_scanner_robust.report.unpaired import (  # noqa: PLC0415
+                write_unpaired_report,
+            )
+
+            paths = write_unpaired_report(unpaired, out_dir)
+        except (ValueError, TypeError, FileNotFoundError) as error:
+            raise click.ClickException(str(error)) from error
+        click.echo(unpaired.summary())
+        click.echo(f"Report: {paths['html']}")
+        click.echo(f"All numbers: {paths['json']}")
+        return
 
     collection = open_collection(
         data,
@@ -129,6 +212,7 @@ def evaluate(
         seed=seed,
         demo_tiles=demo_tiles,
         demo_tile_size=demo_tile_size,
+        overwrite=overwrite,
     )
     click.echo(
         f"Evaluating {len(collection.groups)} specimens x {len(collection.scanners)} scanners "
@@ -151,9 +235,47 @@ def evaluate(
             verbose=not no_progress,
         )
         result = evaluator.evaluate(collection, out_dir)
-        paths = write_report(result, out_dir, projection=projection)
+        labels = {s: [x.label for x in collection.by_scanner(s)] for s in collection.scanners}
+        unpaired = unpaired_from_paired(result, labels=labels, n_resamples=n_resamples)
+        paths = write_report(result, out_dir, projection=projection, unpaired=unpaired)
     except (ValueError, TypeError, FileNotFoundError) as error:
         raise click.ClickException(str(error)) from error
     click.echo(result.summary())
+    if unpaired is not None:
+        click.echo(unpaired.summary())
     click.echo(f"Report: {paths['html']}")
     click.echo(f"All numbers: {paths['json']}")
+
+
+def _choose_protocol(protocol: str, data: str, data_format: str) -> tuple[list | None, str]:
+    """The protocol to run, and the manifest's samples when they were read to decide it.
+
+    A manifest is read without requiring pairs, so that ``auto`` can see
+    whether specimens are shared; other data (SCORPION folders, the demo) is
+    paired by construction.
+    """
+    from tia_scanner_robust.engines.unpaired import (  # noqa: PLC0415
+        choose_protocol,
+        read_unpaired_manifest,
+    )
+
+    path = Path(data)
+    is_manifest = data != "demo" and (
+        data_format == "manifest" or (data_format == "auto" and path.is_file())
+    )
+    if protocol == "paired" or not is_manifest:
+        return None, "unpaired" if protocol == "unpaired" else "paired"
+    try:
+        samples = read_unpaired_manifest(path)
+    except (ValueError, FileNotFoundError) as error:
+        raise click.ClickException(str(error)) from error
+    return samples, choose_protocol(protocol, samples)
+
+
+def _start(out_dir: Path, *, seed: int, overwrite: bool) -> None:
+    """Seed every generator and hold ``out_dir`` (what ``open_collection`` does first)."""
+    from tia_scanner_robust.cli._options import lock_output_dir  # noqa: PLC0415
+    from tia_scanner_robust.seeding import seed_everything  # noqa: PLC0415
+
+    seed_everything(seed)
+    lock_output_dir(out_dir, overwrite=overwrite)

@@ -6,7 +6,10 @@ Runs TIAToolbox's ``DeepFeatureExtractor`` over every row of a manifest
 row's ``mpp``, keeping tissue patches unless ``--no-tissue-mask``) and writes
 per slide the patch features and coordinates, keyed by specimen, scanner and
 magnification, with the row's label and split. Resumable: slides already
-complete in the store are skipped; every slide is written atomically. See
+complete in the store are skipped; every slide is written atomically. The
+store records what made it (model, a digest of the weights, patch size,
+normalisation; each slide its mpp): resuming with other settings is refused,
+``--overwrite`` starts the store afresh. See
 :mod:`tia_scanner_robust.features.extract`.
 
 Examples:
@@ -31,6 +34,8 @@ from pathlib import Path
 
 import click
 
+from tia_scanner_robust.cli._options import device_option, output_dir_option, seed_option
+
 __all__ = ["extract_features"]
 
 
@@ -46,16 +51,14 @@ __all__ = ["extract_features"]
     required=True,
     help="TIAToolbox foundation-model name (UNI, H-optimus-0, ...) or any timm model name.",
 )
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(file_okay=False, path_type=Path),
-    required=True,
-    help="FeatureStore (zarr folder); created if missing, resumed if present.",
+@output_dir_option(
+    text="FeatureStore (zarr folder); created if missing, resumed if present.",
+    aliases=("--output",),
+    dest="output",
 )
 @click.option("--patch-size", type=click.IntRange(1), default=224, show_default=True)
 @click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True)
-@click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
+@device_option()
 @click.option(
     "--pretrained/--no-pretrained",
     default=True,
@@ -67,6 +70,15 @@ __all__ = ["extract_features"]
     default=True,
     show_default=True,
     help="Whole-slide rows: keep only patches on tissue (TIAToolbox's automatic tissue mask).",
+)
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Delete the store's features first and extract afresh (default: resume; a store "
+    "made with another model, weights, patch size or normalisation is refused).",
+)
+@seed_option(
+    text="Seed of a random initialisation (--no-pretrained), so that a run can be resumed."
 )
 @click.option(
     "--incomplete",
@@ -85,6 +97,8 @@ def extract_features(
     device: str,
     pretrained: bool,
     tissue_mask: bool,
+    overwrite: bool,
+    seed: int,
     incomplete: str,
 ) -> None:
     """Extract patch features of every manifest row into a FeatureStore."""
@@ -104,6 +118,8 @@ def extract_features(
             device=device,
             pretrained=pretrained,
             tissue_mask=tissue_mask,
+            overwrite=overwrite,
+            seed=seed,
         )
     except (ValueError, FileNotFoundError) as err:
         raise click.ClickException(str(err)) from err

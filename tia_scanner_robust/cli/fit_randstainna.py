@@ -18,6 +18,8 @@ from pathlib import Path
 
 import click
 
+from tia_scanner_robust.cli._options import no_progress_option
+
 __all__ = ["fit_randstainna"]
 
 
@@ -55,7 +57,7 @@ __all__ = ["fit_randstainna"]
 )
 @click.option("--recursive", is_flag=True, help="Also collect images from subfolders.")
 @click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@no_progress_option(aliases=("--quiet",))
 def fit_randstainna(  # noqa: PLR0917 - click passes options positionally
     inputs: tuple[Path, ...],
     output: Path,
@@ -63,7 +65,7 @@ def fit_randstainna(  # noqa: PLR0917 - click passes options positionally
     distribution: str,
     recursive: bool,
     overwrite: bool,
-    quiet: bool,
+    no_progress: bool,
 ) -> None:
     """Fit a RandStainNA template from IMAGES_OR_DIR (image files and/or folders).
 
@@ -93,7 +95,7 @@ def fit_randstainna(  # noqa: PLR0917 - click passes options positionally
                 "created_by": f"tia-scanner-robust {__version__} fit-randstainna",
                 "inputs": [str(p) for p in inputs],
             },
-            verbose=not quiet,
+            verbose=not no_progress,
         )
     except (ValueError, FileNotFoundError) as error:
         raise click.ClickException(str(error)) from error

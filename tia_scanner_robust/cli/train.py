@@ -1,6 +1,6 @@
 r"""``tia-scanner-robust train``: train a segmentation model from a YAML config.
 
-A thin wrapper over :func:`~tia_scanner_robust.training.trainer.build_trainer`
+A thin wrapper over :func:`~tia_scanner_robust.training.builder.build_trainer`
 and :meth:`~tia_scanner_robust.training.trainer.Trainer.fit`: read the config
 (a YAML file or a shipped name such as ``baseline`` or ``fda_simcons``, see
 ``--list-configs``), apply the command-line overrides, train, and print where
@@ -31,13 +31,23 @@ from typing import Any
 
 import click
 
+from tia_scanner_robust.cli._options import (
+    check_device,
+    check_finite_fields,
+    device_option,
+    lock_output_dir,
+    no_progress_option,
+    overwrite_option,
+    seed_option,
+)
+
 __all__ = ["train"]
 
 
 def _list_configs(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
     if not value or ctx.resilient_parsing:
         return
-    from tia_scanner_robust.experiments.configs import list_configs  # noqa: PLC0415
+    from tia_scanner_robust.training.configs import list_configs  # noqa: PLC0415
 
     configs = list_configs()
     width = max(len(name) for name in configs)
@@ -55,7 +65,7 @@ def _overrides(
     train_dir: Path | None,
     val_dir: Path | None,
 ) -> dict[str, Any]:
-    from tia_scanner_robust.experiments.configs import (  # noqa: PLC0415
+    from tia_scanner_robust.training.configs import (  # noqa: PLC0415
         merge_overrides,
         parse_overrides,
     )
@@ -92,13 +102,18 @@ def _overrides(
     help="Continue from OUTPUT_DIR/last.pt ('auto', if it exists) or from a checkpoint file.",
 )
 @click.option(
+    "-o",
     "--output-dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Checkpoints and logs (overrides trainer.output_dir).",
+    help="Run folder: checkpoints and logs (overrides trainer.output_dir).",
 )
-@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=None, help="trainer.seed.")
-@click.option("--device", default=None, help="trainer.device: auto, cpu, cuda, cuda:1...")
+@overwrite_option(
+    text="Start afresh in a run folder that holds an earlier run, replacing the files this "
+    "run writes (nothing else is deleted)."
+)
+@seed_option(default=None, text="trainer.seed: seed of every random draw.")
+@device_option(default=None, allow_auto=True, text="trainer.device: auto, cpu, cuda, cuda:N, mps.")
 @click.option(
     "--train-dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -125,6 +140,7 @@ def _overrides(
     default=None,
     help="Stop (after writing last.pt) once this many optimiser steps are done.",
 )
+@no_progress_option()
 @click.option(
     "--list-configs",
     is_flag=True,
@@ -138,12 +154,14 @@ def train(
     config_spec: str | None,
     resume: str | None,
     output_dir: Path | None,
+    overwrite: bool,
     seed: int | None,
     device: str | None,
     train_dir: Path | None,
     val_dir: Path | None,
     sets: tuple[str, ...],
     stop_at_step: int | None,
+    no_progress: bool,
 ) -> None:
     """Train a segmentation model (optionally with SimCons) from a YAML config.
 
@@ -151,11 +169,11 @@ def train(
     docs/training.md) or a shipped name: baseline, colorjitter, randstainna,
     fda, or <one of those three>_simcons.
     """
-    from tia_scanner_robust.experiments.configs import (  # noqa: PLC0415
+    from tia_scanner_robust.training.builder import build_trainer  # noqa: PLC0415
+    from tia_scanner_robust.training.configs import (  # noqa: PLC0415
         load_experiment_config,
         resolve_config,
     )
-    from tia_scanner_robust.training.trainer import build_trainer  # noqa: PLC0415
 
     if not config_spec:
         msg = "Missing option '--config' (a YAML file or a shipped name; see --list-configs)."
@@ -168,14 +186,22 @@ def train(
         train_dir=train_dir,
         val_dir=val_dir,
     )
+    if no_progress:
+        overrides.setdefault("trainer", {})["progress"] = False
     try:
         path = resolve_config(config_spec)
         config = load_experiment_config(path, overrides=overrides)
+    except UnicodeDecodeError as err:
+        msg = f"{config_spec}: not UTF-8 text (byte {err.start}: {err.reason})."
+        raise click.BadParameter(msg, param_hint="--config") from err
     except (FileNotFoundError, ValueError) as err:
         raise click.BadParameter(str(err), param_hint="--config") from err
+    check_finite_fields(config.to_dict(), source=f"config {path}:", hint="--config/--set")
+    check_device(config.trainer.device, allow_auto=True, name="trainer.device")
     if resume is not None and resume != "auto" and not Path(resume).is_file():
         msg = f"{resume!r} is neither 'auto' nor an existing checkpoint file."
         raise click.BadParameter(msg, param_hint="--resume")
+    lock_output_dir(Path(config.trainer.output_dir), resume=resume is not None, overwrite=overwrite)
     try:
         trainer = build_trainer(config)
     except (FileNotFoundError, ValueError, KeyError, TypeError) as err:

@@ -37,7 +37,24 @@ from typing import Any
 
 import click
 
-__all__ = ["parse_set_options", "train_mil"]
+from tia_scanner_robust.cli._options import (
+    check_device,
+    check_finite_fields,
+    device_option,
+    lock_output_dir,
+    no_progress_option,
+    overwrite_option,
+    parse_seeds,
+    seed_option,
+)
+
+__all__ = [
+    "check_aggregators",
+    "load_cli_mil_config",
+    "open_feature_store",
+    "parse_set_options",
+    "train_mil",
+]
 
 
 def parse_set_options(items: tuple[str, ...] | list[str]) -> dict[str, Any]:
@@ -69,6 +86,66 @@ def parse_set_options(items: tuple[str, ...] | list[str]) -> dict[str, Any]:
             msg = f"{item!r}: value is not valid YAML ({err})."
             raise click.BadParameter(msg, param_hint="--set") from err
     return out
+
+
+def open_feature_store(path: str | Path, *, name: str = "--store") -> Any:
+    """Open a FeatureStore read-only, or refuse ``path`` naming ``name``.
+
+    Raises:
+        click.BadParameter: If ``path`` is not a readable feature store.
+
+    Examples:
+        >>> import tempfile
+        >>> open_feature_store(tempfile.mkdtemp())
+        Traceback (most recent call last):
+        ...
+        click.exceptions.BadParameter: ... is not a feature store written by extract-features ...
+
+    """
+    from tia_scanner_robust.data.feature_store import FeatureStore  # noqa: PLC0415
+
+    try:
+        store = FeatureStore(path, mode="r")
+        store.slides()
+    except Exception as err:  # zarr raises many kinds; all mean "not a store"
+        reason = " ".join(str(err).split()) or type(err).__name__
+        msg = f"{path} is not a feature store written by extract-features ({reason})."
+        raise click.BadParameter(msg, param_hint=name) from err
+    return store
+
+
+def load_cli_mil_config(config_spec: str, overrides: dict[str, Any]) -> Any:
+    """The MIL config, or a usage error naming the file or field (``--config``, NaN fields)."""
+    from tia_scanner_robust.training.mil_config import load_mil_config  # noqa: PLC0415
+
+    try:
+        config = load_mil_config(config_spec, overrides)
+    except UnicodeDecodeError as err:
+        msg = f"{config_spec}: not UTF-8 text (byte {err.start}: {err.reason})."
+        raise click.BadParameter(msg, param_hint="--config") from err
+    except (FileNotFoundError, ValueError, TypeError) as err:
+        raise click.BadParameter(str(err), param_hint="--config") from err
+    check_finite_fields(config.to_dict(), source=f"config {config_spec}:", hint="--config/--set")
+    check_device(config.trainer.device, allow_auto=True, name="trainer.device")
+    check_aggregators([config.model.aggregator], name="--aggregator/model.aggregator")
+    return config
+
+
+def check_aggregators(names: list[str], *, name: str = "--aggregators") -> list[str]:
+    """Refuse MIL aggregator names that do not exist, naming the option.
+
+    Examples:
+        >>> check_aggregators(["gap", "abmil"])
+        ['gap', 'abmil']
+
+    """
+    from tia_scanner_robust.models import AGGREGATORS  # noqa: PLC0415
+
+    unknown = [n for n in names if str(n).lower() not in AGGREGATORS]
+    if unknown:
+        msg = f"unknown aggregator(s) {unknown}; valid: {', '.join(sorted(AGGREGATORS))}."
+        raise click.BadParameter(msg, param_hint=name)
+    return names
 
 
 def _csv(value: str | None, cast: type = str) -> list[Any] | None:
@@ -103,10 +180,15 @@ def _csv(value: str | None, cast: type = str) -> list[Any] | None:
 @click.option(
     "--lam", type=click.FloatRange(min=0), default=None, help="scangen.lam (0: baseline)."
 )
-@click.option("--seed", type=click.IntRange(0), default=None, help="trainer.seed.")
+@seed_option(default=None, text="trainer.seed: seed of every random draw.")
 @click.option("--max-steps", type=click.IntRange(1), default=None, help="trainer.max_steps.")
-@click.option("--device", default=None, help="trainer.device: auto, cpu, cuda...")
+@device_option(default=None, allow_auto=True, text="trainer.device: auto, cpu, cuda, cuda:N, mps.")
 @click.option("--resume", is_flag=True, help="Continue from OUTPUT_DIR/last.pt if it exists.")
+@overwrite_option(
+    text="Start afresh in a run folder that holds an earlier run, replacing the files this "
+    "run writes (nothing else is deleted)."
+)
+@no_progress_option()
 @click.option(
     "--compare",
     is_flag=True,
@@ -133,57 +215,64 @@ def train_mil(
     max_steps: int | None,
     device: str | None,
     resume: bool,
+    overwrite: bool,
+    no_progress: bool,
     compare: bool,
     aggregators: str | None,
     seeds: str | None,
     sets: tuple[str, ...],
 ) -> None:
     """Train (and evaluate) a MIL model over stored features, with or without ScanGen."""
-    from tia_scanner_robust.experiments.scangen import (  # noqa: PLC0415
-        compare_scangen,
-        load_mil_config,
-        make_synthetic_store,
-        run_mil,
-    )
+    from tia_scanner_robust.training.fm_benchmark import compare_scangen  # noqa: PLC0415
+    from tia_scanner_robust.training.mil import run_mil  # noqa: PLC0415
+    from tia_scanner_robust.training.synthetic import make_synthetic_store  # noqa: PLC0415
 
     overrides = parse_set_options(sets)
     options = {
         "model": {"aggregator": aggregator},
         "scangen": {"lam": lam},
-        "trainer": {"seed": seed, "max_steps": max_steps, "device": device},
+        "trainer": {
+            "seed": seed,
+            "max_steps": max_steps,
+            "device": device,
+            "progress": False if no_progress else None,
+        },
     }
     for section, values in options.items():
         kept = {k: v for k, v in values.items() if v is not None}
         if kept:
             overrides.setdefault(section, {}).update(kept)
-    try:
-        config = load_mil_config(config_spec, overrides)
-    except (FileNotFoundError, ValueError) as err:
-        raise click.UsageError(str(err)) from err
+    config = load_cli_mil_config(config_spec, overrides)
     if synthetic and store is not None:
         msg = "Give either --store (or data.store) or --synthetic, not both."
         raise click.UsageError(msg)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    if store is not None:
+        open_feature_store(store)
+    elif not synthetic and config.data.store is not None:
+        open_feature_store(config.data.store, name="data.store")
+    elif not synthetic:
+        msg = "No features: pass --store, set data.store, or use --synthetic."
+        raise click.UsageError(msg)
+    if compare and config.scangen.lam <= 0:
+        msg = "--compare needs scangen.lam > 0 (use the mil_scangen config or --lam)."
+        raise click.UsageError(msg)
+    names = check_aggregators(_csv(aggregators) or [config.model.aggregator])
+    seed_list = parse_seeds(seeds) or [config.trainer.seed]
+    lock_output_dir(output_dir, resume=resume, overwrite=overwrite)
     if synthetic:
         feature_store: Any = output_dir / "synthetic_features.zarr"
         if not (resume and feature_store.exists()):
             click.echo(f"building synthetic features in {feature_store}")
-            feature_store = make_synthetic_store(feature_store, **config["synthetic"])
+            feature_store = make_synthetic_store(feature_store, **config.synthetic.store_kwargs())
     else:
-        feature_store = store or config["data"].get("store")
-        if feature_store is None:
-            msg = "No features: pass --store, set data.store, or use --synthetic."
-            raise click.UsageError(msg)
+        feature_store = store or config.data.store
     if compare:
-        if float(config["scangen"]["lam"]) <= 0:
-            msg = "--compare needs scangen.lam > 0 (use the mil_scangen config or --lam)."
-            raise click.UsageError(msg)
         result = compare_scangen(
             config,
             output_dir,
             store=feature_store,
-            aggregators=_csv(aggregators) or [config["model"]["aggregator"]],
-            seeds=_csv(seeds, int) or [int(config["trainer"]["seed"])],
+            aggregators=names,
+            seeds=seed_list,
         )
         click.echo((output_dir / "comparison.md").read_text(encoding="utf-8"))
         click.echo(f"wrote {output_dir / 'comparison.json'}")

@@ -43,13 +43,9 @@ from tia_scanner_robust._validation import (
     read_rgb_image,
     safe_output_path,
 )
+from tia_scanner_robust.data.collection import PairedCollection, PairedSample, natural_key
 from tia_scanner_robust.data.manifest import detect_kind, read_manifest
-from tia_scanner_robust.data.paired import (
-    PairedCollection,
-    PairedSample,
-    _open_wsi,
-    natural_key,
-)
+from tia_scanner_robust.data.readers import open_wsi
 from tia_scanner_robust.data.registration import sample_region_centres, tissue_mask
 from tia_scanner_robust.data.scorpion import SCANNER_ORDER_FILE, write_scanner_order
 from tia_scanner_robust.seeding import make_rng
@@ -204,7 +200,7 @@ def _wsi_tiles(
     min_tissue_fraction: float,
     rng: np.random.Generator,
 ) -> list[np.ndarray]:
-    reader = _open_wsi(path)
+    reader = open_wsi(path)
     thumb = np.ascontiguousarray(
         np.asarray(reader.slide_thumbnail(resolution=thumb_mpp, units="mpp"))[..., :3]
     ).astype(np.uint8)

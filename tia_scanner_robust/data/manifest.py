@@ -51,6 +51,7 @@ Examples:
 from __future__ import annotations
 
 import csv
+import io
 import math
 import re
 from dataclasses import replace
@@ -59,14 +60,14 @@ from typing import Any, NoReturn
 
 import tifffile
 
-from tia_scanner_robust._validation import check_in_choices
-from tia_scanner_robust.data.paired import (
+from tia_scanner_robust._validation import check_in_choices, read_utf8_text
+from tia_scanner_robust.data.collection import (
     INCOMPLETE_POLICIES,
     MANIFEST_COLUMNS,
     PairedCollection,
     PairedSample,
-    verify_images,
 )
+from tia_scanner_robust.data.readers import verify_images
 
 __all__ = [
     "OPTIONAL_COLUMNS",
@@ -343,7 +344,7 @@ def read_manifest(
     lines: dict[tuple, int] = {}
     sample_lines: list[int] = []
     explicit_kinds: list[str | None] = []
-    with source.open(encoding="utf-8-sig", newline="") as handle:
+    with io.StringIO(read_utf8_text(source, "manifest"), newline="") as handle:
         reader = csv.reader(handle)
         columns = _read_header(reader, source)
         for cells in reader:

@@ -1,47 +1,34 @@
-"""Scanner-paired regions from whole-slide images of the same slides.
+"""Registration of multi-scanner scans: thumbnail affine, then refinement at the target resolution.
 
-The SCORPION recipe (Lunit, 2025): every scan of a slide is registered to a
-reference scan with ORB keypoints and a RANSAC affine transform, then the same
-tissue regions (800 um squares in the paper) are cut from every scan.
+The SCORPION recipe (Lunit, 2025) registers every scan of a slide to a
+reference scan with ORB keypoints and a RANSAC affine transform, then cuts
+the same tissue regions from every scan. This module holds the algorithm;
+:mod:`~tia_scanner_robust.data.build_paired` runs it over a cohort
+(:func:`~tia_scanner_robust.data.build_paired.build_paired_from_wsis`, whose
+names stay importable from here).
 
-Method, per slide:
-
-1. Thumbnails of every scan at the same physical resolution ``thumb_mpp``
-   (``WSIReader.slide_thumbnail(resolution=thumb_mpp, units="mpp")``), so the
-   expected transform has scale 1 whatever each scanner's native resolution.
-2. Tissue mask (Otsu threshold on the grayscale thumbnail, cleaned by a
-   morphological opening and closing), grayscale + CLAHE equalisation.
-3. ORB keypoints (``cv2.ORB_create``) in the dilated tissue mask; Hamming
-   brute-force matching with Lowe's ratio test and a mutual (cross) check.
-4. ``cv2.estimateAffinePartial2D`` (rotation, uniform scale, translation;
-   ``full_affine=True``: ``cv2.estimateAffine2D``) with RANSAC, mapping
-   reference thumbnail pixels to moving thumbnail pixels.
-5. Residual: RMS reprojection error of the RANSAC inliers, in thumbnail
-   pixels and in micrometres (``rms_px * thumb_mpp``).
-6. Failure rule: a scan fails when fewer than ``min_inliers`` inliers remain,
-   the RMS residual exceeds ``max_residual_px``, the matrix is degenerate
-   (not finite, or its scale leaves ``scale_range``: thumbnails share one mpp
-   so the scale must be close to 1). A failed slide raises
-   :class:`RegistrationError` (``on_failure="error"``, before any region is
-   written) or is skipped with a warning (``on_failure="skip"``).
-7. Region centres are sampled at random (seeded) in tissue on the reference
-   thumbnail, non-overlapping, with at least ``min_tissue_fraction`` tissue
-   in the region on the reference *and* (through the affine) on every scan.
-8. Each region is read with ``WSIReader.read_rect(..., resolution=target_mpp,
-   units="mpp")``: on the reference a box of ``size`` pixels; on every other
-   scan a larger box around the mapped centre that contains the rotated
-   region, which is then warped (``cv2.warpAffine``, bilinear) by the affine's
-   rotation/scale so that every scan's region is pixel-aligned with the
-   reference's. Rotation is therefore fully corrected, not only translation.
-
-Input: a CSV listing with columns ``slide_id, scanner, path`` (optional
-``mpp`` overriding a missing or wrong baseline resolution; relative paths
-resolved against the CSV's folder), or a folder ``root/<slide_id>/<scanner>.<ext>``
-of WSIs. Output: the SCORPION layout ``out_dir/<slide_id>/sample_<k>/<scanner>.png``,
-``out_dir/manifest.csv``, ``out_dir/scanners.txt`` (reference first) and
-``out_dir/registration.json`` (parameters,
-per-scan matrices and residuals, region centres in every scan's baseline
-pixels).
+1. :func:`estimate_affine`: thumbnails at one physical resolution, tissue
+   mask (:func:`tissue_mask`), grayscale + CLAHE, ORB keypoints in tissue,
+   Hamming matching with Lowe's ratio test and a mutual check,
+   ``cv2.estimateAffinePartial2D`` (or ``estimateAffine2D``) with RANSAC,
+   mapping reference thumbnail pixels to moving thumbnail pixels; the RMS
+   inlier residual in thumbnail pixels and micrometres.
+2. :func:`check_registration`: the thumbnail failure rule (inliers, residual,
+   degenerate or wrongly scaled matrix).
+3. :func:`sample_region_centres`: non-overlapping tissue regions common to
+   every scan.
+4. :func:`extract_aligned_region`: a region read at the target resolution
+   and warped by the affine's rotation/scale, so it is pixel-aligned with
+   the reference's region.
+5. :func:`refine_region`: at the target resolution, where the regions are
+   used, phase correlation of the extracted region against the reference's
+   gives the translation the thumbnail affine missed (one thumbnail pixel at
+   8 um/px is 10 px at 0.78 um/px); the region is re-read with the centre
+   moved by that amount (repeated until the correction is below 0.05 px),
+   and its **residual** is the median shift of its four quadrants, again by
+   phase correlation, in target pixels and micrometres. The build refuses a
+   region, and a slide whose median region residual, above
+   ``max_region_residual_px`` (2 target pixels by default).
 
 Examples:
     >>> import numpy as np
@@ -59,33 +46,15 @@ Examples:
 
 from __future__ import annotations
 
-import csv
+import importlib
 import math
-import warnings
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
-from tqdm.auto import tqdm
 
-from tia_scanner_robust._io import atomic_write_image, atomic_write_json
-from tia_scanner_robust._validation import (
-    check_in_choices,
-    check_range,
-    check_rgb_image,
-    safe_output_path,
-)
-from tia_scanner_robust.data.manifest import WSI_EXTENSIONS
-from tia_scanner_robust.data.paired import (
-    INCOMPLETE_POLICIES,
-    PairedCollection,
-    PairedSample,
-    _open_wsi,
-    natural_key,
-)
-from tia_scanner_robust.data.scorpion import write_scanner_order
+from tia_scanner_robust._validation import check_rgb_image
 from tia_scanner_robust.seeding import make_rng
 
 if TYPE_CHECKING:
@@ -93,21 +62,36 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AffineRegistration",
+    "RegionRefinement",
     "RegistrationError",
-    "WSIScan",
-    "build_paired_from_wsis",
     "check_registration",
     "estimate_affine",
     "extract_aligned_region",
-    "format_registration_report",
-    "read_wsi_listing",
+    "phase_shift",
+    "refine_region",
+    "region_residual",
     "sample_region_centres",
     "tissue_mask",
 ]
 
-_LISTING_COLUMNS = ("slide_id", "scanner", "path", "mpp")
-_FAILURE_POLICIES = ("error", "skip")
-_IMAGE_FORMATS = ("png", "jpg")
+#: Names that moved to :mod:`tia_scanner_robust.data.build_paired`, still importable
+#: from here (resolved lazily, by name, as that module imports this one).
+_BUILD_NAMES = frozenset(
+    {"WSIScan", "build_paired_from_wsis", "format_registration_report", "read_wsi_listing"}
+)
+
+
+def __getattr__(name: str) -> Any:
+    """Resolve the cohort builder's names from :mod:`~tia_scanner_robust.data.build_paired`."""
+    if name in _BUILD_NAMES:
+        return getattr(importlib.import_module("tia_scanner_robust.data.build_paired"), name)
+    msg = f"module {__name__!r} has no attribute {name!r}"
+    raise AttributeError(msg)
+
+
+def __dir__() -> list[str]:
+    """The module's names, the lazy ones included."""
+    return sorted(set(globals()) | set(__all__) | _BUILD_NAMES)
 
 
 class RegistrationError(ValueError):
@@ -534,539 +518,198 @@ def extract_aligned_region(
     return warped, (int(top_left[0]), int(top_left[1]))
 
 
-# ------------------------------------------------------------------ listing
+# ------------------------------------------------------------------ refinement
+def _dft_size(n: int) -> int:
+    """Largest size <= n that OpenCV's DFT takes without padding (padding biases the peak)."""
+    while n > 1 and cv2.getOptimalDFTSize(n) != n:
+        n -= 1
+    return n
+
+
+def phase_shift(reference: np.ndarray, moving: np.ndarray) -> tuple[float, float, float]:
+    """Translation of ``moving`` against ``reference`` by phase correlation.
+
+    Both images are converted to grey and standardised (so colour and
+    contrast differences between scanners matter little), cropped to a size
+    OpenCV's DFT needs no padding for, and Hann-windowed.
+
+    Args:
+        reference: RGB uint8 image.
+        moving: RGB uint8 image of the same size.
+
+    Returns:
+        ``(dx, dy, response)`` with ``moving(x) ~ reference(x - d)`` and the
+        peak's response (``0``: no correlation; flat images give ``(0, 0, 0)``).
+
+    Examples:
+        >>> import numpy as np
+        >>> from tiatoolbox.data import stain_norm_target
+        >>> image = stain_norm_target()
+        >>> dx, dy, _ = phase_shift(image[10:210, 10:210], image[10:210, 13:213])
+        >>> round(dx, 2), round(dy, 2)
+        (-3.0, 0.0)
+
+    """
+    if reference.shape != moving.shape:
+        msg = f"reference {reference.shape} and moving {moving.shape} differ in shape."
+        raise ValueError(msg)
+    height, width = (_dft_size(n) for n in reference.shape[:2])
+    grey = []
+    for image in (reference, moving):
+        g = cv2.cvtColor(np.ascontiguousarray(image[:height, :width]), cv2.COLOR_RGB2GRAY)
+        g = g.astype(np.float64)
+        if g.std() < 1e-6:
+            return 0.0, 0.0, 0.0
+        grey.append((g - g.mean()) / g.std())
+    window = cv2.createHanningWindow((width, height), cv2.CV_64F)
+    (dx, dy), response = cv2.phaseCorrelate(grey[0], grey[1], window)
+    return float(dx), float(dy), float(response)
+
+
+def region_residual(reference: np.ndarray, moving: np.ndarray, *, min_std: float = 4.0) -> float:
+    """Median misalignment (px) of the four quadrants of two regions, by phase correlation.
+
+    A global translation is the mean of the quadrants' shifts; the median of
+    their lengths also sees what a translation cannot fix (rotation, scale,
+    local distortion). Quadrants without texture (grey std below
+    ``min_std`` grey levels in either image: background) are skipped.
+
+    Returns:
+        The residual in pixels, or ``nan`` when no quadrant has texture.
+
+    Examples:
+        >>> import numpy as np
+        >>> from tiatoolbox.data import stain_norm_target
+        >>> image = stain_norm_target()
+        >>> round(region_residual(image[:256, :256], image[2:258, :256]), 1)
+        2.0
+
+    """
+    height, width = reference.shape[:2]
+    lengths = []
+    for y0 in (0, height // 2):
+        for x0 in (0, width // 2):
+            window = (slice(y0, y0 + height // 2), slice(x0, x0 + width // 2))
+            a, b = reference[window], moving[window]
+            if min(a.std(), b.std()) < min_std:
+                continue
+            dx, dy, _ = phase_shift(a, b)
+            lengths.append(math.hypot(dx, dy))
+    return float(np.median(lengths)) if lengths else math.nan
+
+
 @dataclass(frozen=True)
-class WSIScan:
-    """One scan of one slide in a WSI listing.
+class RegionRefinement:
+    """How one region of one scan was refined at the target resolution.
 
     Attributes:
-        slide_id: The slide (a single folder name).
-        scanner: The scanner (a file name stem).
-        path: The whole-slide image.
-        mpp: Baseline mpp overriding the file's metadata (``None``: use it).
+        correction_px: Translation ``(dx, dy)`` (target px, region frame)
+            applied after the thumbnail affine: what the affine missed here.
+        response: Phase-correlation peak response of the first estimate.
+        residual_px: :func:`region_residual` after the correction (target px).
+        target_mpp: Microns per target pixel.
+        applied: Whether the correction was applied (``False``: refinement
+            off, or the estimate exceeded the plausible range).
 
     """
 
-    slide_id: str
-    scanner: str
-    path: Path
-    mpp: float | None = None
+    correction_px: tuple[float, float]
+    response: float
+    residual_px: float
+    target_mpp: float
+    applied: bool = True
+
+    @property
+    def residual_um(self) -> float:
+        """Residual in micrometres."""
+        return float(self.residual_px * self.target_mpp)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary (residual in target px and um)."""
+        return {
+            "correction_px": [round(float(v), 3) for v in self.correction_px],
+            "response": round(float(self.response), 4),
+            "residual_px": round(float(self.residual_px), 3),
+            "residual_um": round(self.residual_um, 3),
+            "applied": bool(self.applied),
+        }
 
 
-def _check_slide_id(slide_id: str, where: str) -> str:
-    if not slide_id or "/" in slide_id or "\\" in slide_id or slide_id in {".", ".."}:
-        msg = f"{where}: slide_id {slide_id!r} must be a single folder name (no '/', '\\', '..')."
-        raise ValueError(msg)
-    return slide_id
+def refine_region(
+    reader: Any,
+    reference_region: np.ndarray,
+    centre_baseline: tuple[float, float],
+    size_px: int,
+    *,
+    target_mpp: float,
+    linear: np.ndarray | None = None,
+    refine: bool = True,
+    max_correction_px: float = 64.0,
+    iterations: int = 3,
+    tolerance_px: float = 0.05,
+) -> tuple[np.ndarray, tuple[float, float], RegionRefinement]:
+    """Extract a region aligned to ``reference_region`` at the target resolution.
 
-
-def read_wsi_listing(source: str | Path) -> list[WSIScan]:
-    """Read the scans to register: a CSV listing or a folder of WSIs.
-
-    CSV: columns ``slide_id, scanner, path`` and optional ``mpp``; relative
-    paths are resolved against the CSV's folder. Folder:
-    ``source/<slide_id>/<scanner>.<ext>`` with a whole-slide extension
-    (``.svs .tif .tiff .ndpi .mrxs``...).
+    The region is first read with :func:`extract_aligned_region` at the
+    centre the thumbnail affine gives; phase correlation against the
+    reference's region (:func:`phase_shift`) estimates the translation left,
+    and the region is read again with its centre moved by it (``centre +
+    linear @ d``, in baseline pixels), until the correction is below
+    ``tolerance_px``. The residual is then :func:`region_residual`.
 
     Args:
-        source: The CSV file or the folder.
+        reader: TIAToolbox ``WSIReader`` of the moving scan.
+        reference_region: The reference scan's region (RGB uint8, ``size_px`` square).
+        centre_baseline: Centre from the thumbnail affine (moving baseline px).
+        size_px: Region side (target px).
+        target_mpp: Target resolution.
+        linear: Rotation/scale from the reference region frame to this scan's.
+        refine: Apply the correction (``False``: only measure the residual).
+        max_correction_px: Largest total correction accepted (target px); a
+            larger estimate is a false peak and is not applied.
+        iterations: Most re-reads.
+        tolerance_px: Stop when the last correction is below this.
 
     Returns:
-        The scans, in listing order (folders: natural order).
-
-    Raises:
-        FileNotFoundError: If ``source`` or a listed file is missing.
-        ValueError: On malformed rows, unknown columns or duplicate
-            (slide, scanner) pairs; messages name the line and column.
+        The region, its (refined) centre in baseline pixels, and the
+        :class:`RegionRefinement`.
 
     """
-    source = Path(source)
-    if source.is_dir():
-        scans = [
-            WSIScan(slide.name, path.stem, path)
-            for slide in sorted(source.iterdir(), key=lambda p: natural_key(p.name))
-            if slide.is_dir() and not slide.name.startswith(".")
-            for path in sorted(slide.iterdir(), key=lambda p: natural_key(p.name))
-            if path.suffix.lower() in (*WSI_EXTENSIONS, ".tif", ".tiff")
-        ]
-        where = str(source)
-        lines = [0] * len(scans)
-    elif source.is_file():
-        scans, lines = _read_listing_csv(source)
-        where = str(source)
+    linear_m = np.eye(2) if linear is None else np.asarray(linear, dtype=np.float64)
+    base_mpp = np.asarray(reader.info.mpp, dtype=np.float64)
+    scale = float(target_mpp) / base_mpp
+    centre = np.asarray(centre_baseline, dtype=np.float64)
+    image, _ = extract_aligned_region(reader, tuple(centre), size_px, target_mpp, linear_m)
+    total = np.zeros(2)
+    first_response = None
+    applied = False
+    if refine:
+        current = centre
+        for _ in range(max(1, int(iterations))):
+            dx, dy, response = phase_shift(reference_region, image)
+            first_response = response if first_response is None else first_response
+            step = np.array([dx, dy])
+            if np.linalg.norm(total + step) > max_correction_px:
+                break
+            total += step
+            current = centre + (linear_m @ total) * scale
+            image, _ = extract_aligned_region(reader, tuple(current), size_px, target_mpp, linear_m)
+            applied = True
+            if np.linalg.norm(step) < tolerance_px:
+                break
+        if applied:
+            centre = current
+        else:  # the estimate was implausible: keep the affine's region
+            image, _ = extract_aligned_region(reader, tuple(centre), size_px, target_mpp, linear_m)
+            total = np.zeros(2)
     else:
-        msg = f"WSI listing not found: {source}"
-        raise FileNotFoundError(msg)
-    if not scans:
-        msg = (
-            f"{where}: no whole-slide images found (CSV with slide_id, scanner, path; or "
-            "folder root/<slide_id>/<scanner>.<ext>)."
-        )
-        raise ValueError(msg)
-    seen: dict[tuple[str, str], Path] = {}
-    for scan in scans:
-        _check_slide_id(scan.slide_id, where)
-        key = (scan.slide_id, scan.scanner)
-        if key in seen:
-            msg = f"{where}: slide {scan.slide_id!r} has two scans for scanner {scan.scanner!r}."
-            raise ValueError(msg)
-        seen[key] = scan.path
-    missing = [
-        f"line {line}: {s.path}" if line else str(s.path)
-        for s, line in zip(scans, lines, strict=True)
-        if not s.path.exists()
-    ]
-    if missing:
-        msg = f"{where}: {len(missing)} listed WSI file(s) do not exist: {'; '.join(missing[:5])}."
-        raise FileNotFoundError(msg)
-    return scans
-
-
-def _read_listing_csv(source: Path) -> tuple[list[WSIScan], list[int]]:
-    scans, lines = [], []
-    with source.open(encoding="utf-8-sig", newline="") as handle:
-        reader = csv.DictReader(handle)
-        columns = [c.strip().lower() for c in (reader.fieldnames or [])]
-        missing = [c for c in _LISTING_COLUMNS[:3] if c not in columns]
-        unknown = [c for c in columns if c not in _LISTING_COLUMNS]
-        if missing or unknown:
-            msg = (
-                f"{source}: WSI listing needs columns slide_id, scanner, path (optional mpp); "
-                f"missing {missing}, unknown {unknown}."
-            )
-            raise ValueError(msg)
-        for raw in reader:
-            row = {k.strip().lower(): (v or "").strip() for k, v in raw.items() if k}
-            if not any(row.values()):
-                continue
-            where = f"{source}: line {reader.line_num}"
-            for column in _LISTING_COLUMNS[:3]:
-                if not row.get(column):
-                    msg = f"{where}, column {column!r}: empty value in a required column."
-                    raise ValueError(msg)
-            mpp = None
-            if row.get("mpp"):
-                try:
-                    mpp = float(row["mpp"])
-                except ValueError:
-                    mpp = math.nan
-                if not math.isfinite(mpp) or mpp <= 0:
-                    msg = f"{where}, column 'mpp': expected a positive number, got {row['mpp']!r}."
-                    raise ValueError(msg)
-            path = Path(row["path"])
-            scans.append(
-                WSIScan(
-                    _check_slide_id(row["slide_id"], where),
-                    row["scanner"],
-                    path if path.is_absolute() else source.parent / path,
-                    mpp,
-                )
-            )
-            lines.append(reader.line_num)
-    return scans, lines
-
-
-# ------------------------------------------------------------------ builder
-@dataclass
-class _SlideResult:
-    slide_id: str
-    scans: dict[str, WSIScan]
-    status: str = "ok"
-    reason: str | None = None
-    registrations: dict[str, AffineRegistration] = field(default_factory=dict)
-    regions: list[dict[str, Any]] = field(default_factory=list)
-
-
-def _open_reader(scan: WSIScan) -> Any:
-    reader = _open_wsi(scan.path, scan.mpp)
-    mpp = reader.info.mpp
-    if mpp is None or not np.all(np.isfinite(np.asarray(mpp, dtype=float))):
-        msg = (
-            f"{scan.path} has no baseline mpp in its metadata; give it in the listing's "
-            "'mpp' column."
-        )
-        raise ValueError(msg)
-    return reader
-
-
-def _thumbnail(reader: Any, thumb_mpp: float) -> np.ndarray:
-    thumb = np.asarray(reader.slide_thumbnail(resolution=float(thumb_mpp), units="mpp"))
-    return np.ascontiguousarray(thumb[..., :3]).astype(np.uint8)
-
-
-def _load_slide(
-    result: _SlideResult, thumb_mpp: float
-) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Open every scan of a slide; read its thumbnail and tissue mask."""
-    readers = {s: _open_reader(scan) for s, scan in result.scans.items()}
-    thumbs = {s: _thumbnail(r, thumb_mpp) for s, r in readers.items()}
-    masks = {s: tissue_mask(t) for s, t in thumbs.items()}
-    return readers, thumbs, masks
-
-
-def _register_slide(
-    result: _SlideResult,
-    order: list[str],
-    thumbs: dict[str, np.ndarray],
-    masks: dict[str, np.ndarray],
-    params: dict[str, Any],
-) -> None:
-    reference = order[0]
-    identity = AffineRegistration(
-        np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]),
-        (0, 0),
-        0,
-        0,
-        0.0,
-        params["thumb_mpp"],
+        first_response = phase_shift(reference_region, image)[2]
+    residual = region_residual(reference_region, image)
+    refinement = RegionRefinement(
+        correction_px=(float(total[0]), float(total[1])),
+        response=float(first_response or 0.0),
+        residual_px=residual,
+        target_mpp=float(target_mpp),
+        applied=applied,
     )
-    result.registrations[reference] = identity
-    for scanner in order[1:]:
-        try:
-            registration = estimate_affine(
-                thumbs[reference],
-                thumbs[scanner],
-                reference_mask=masks[reference],
-                moving_mask=masks[scanner],
-                ransac_threshold_px=params["ransac_threshold_px"],
-                full_affine=params["full_affine"],
-                thumb_mpp=params["thumb_mpp"],
-                seed=params["seed"],
-            )
-        except RegistrationError as error:
-            result.status, result.reason = "failed", f"{scanner}: {error}"
-            return
-        result.registrations[scanner] = registration
-        reason = check_registration(
-            registration,
-            min_inliers=params["min_inliers"],
-            max_residual_px=params["max_residual_px"],
-            scale_range=params["scale_range"],
-        )
-        if reason is not None:
-            result.status, result.reason = "failed", f"{scanner}: {reason}"
-            return
-
-
-def _slide_report(result: _SlideResult) -> dict[str, Any]:
-    return {
-        "status": result.status,
-        "reason": result.reason,
-        "reference": next(iter(result.scans)),
-        "scans": {
-            scanner: {
-                "path": str(scan.path),
-                **(
-                    result.registrations[scanner].to_dict()
-                    if scanner in result.registrations
-                    else {}
-                ),
-            }
-            for scanner, scan in result.scans.items()
-        },
-        "regions": result.regions,
-    }
-
-
-def format_registration_report(report: dict[str, Any]) -> str:
-    """One line per scan: status, inliers, RMS residual (px and um), angle, scale.
-
-    Args:
-        report: The dict written to ``registration.json``.
-
-    Returns:
-        A printable table.
-
-    """
-    header = (
-        f"{'slide':<16} {'scanner':<12} {'status':<7} {'inliers':>7} {'rms_px':>7} "
-        f"{'rms_um':>7} {'rot_deg':>8} {'scale':>6}"
-    )
-    lines = [header]
-    for slide_id, slide in report["slides"].items():
-        for scanner, scan in slide["scans"].items():
-            is_reference = scanner == slide["reference"]
-            status = "ref" if is_reference else slide["status"]
-            if "n_inliers" in scan and not is_reference:
-                numbers = (
-                    f"{scan['n_inliers']:>7d} {scan['rms_px']:>7.2f} {scan['rms_um']:>7.1f} "
-                    f"{scan['rotation_deg']:>8.2f} {scan['scale']:>6.3f}"
-                )
-            else:
-                numbers = f"{'-':>7} {'-':>7} {'-':>7} {'-':>8} {'-':>6}"
-            lines.append(f"{slide_id:<16} {scanner:<12} {status:<7} {numbers}")
-        if slide["status"] != "ok":
-            lines.append(f"  -> slide {slide_id} FAILED: {slide['reason']}")
-    return "\n".join(lines)
-
-
-def _prepare_out_dir(out_dir: Path, *, overwrite: bool) -> None:
-    if out_dir.exists() and not out_dir.is_dir():
-        msg = f"out_dir {out_dir} exists and is not a folder."
-        raise ValueError(msg)
-    if out_dir.is_dir() and any(out_dir.iterdir()):
-        if not overwrite:
-            msg = f"out_dir {out_dir} is not empty; choose an empty folder or pass overwrite=True."
-            raise ValueError(msg)
-        for name in ("manifest.csv", "registration.json", "scanners.txt"):
-            (out_dir / name).unlink(missing_ok=True)
-    out_dir.mkdir(parents=True, exist_ok=True)
-
-
-def _group_scans(
-    scans: list[WSIScan], reference: str | None, incomplete: str
-) -> tuple[list[str], dict[str, dict[str, WSIScan]]]:
-    scanners = list(dict.fromkeys(s.scanner for s in scans))
-    if reference is not None:
-        check_in_choices(reference, scanners, "reference")
-        scanners = [reference, *[s for s in scanners if s != reference]]
-    slides: dict[str, dict[str, WSIScan]] = {}
-    for scan in scans:
-        slides.setdefault(scan.slide_id, {})[scan.scanner] = scan
-    missing = {
-        slide: [s for s in scanners if s not in have]
-        for slide, have in slides.items()
-        if len(have) < len(scanners)
-    }
-    if missing:
-        listing = "; ".join(f"{k} (missing: {', '.join(v)})" for k, v in list(missing.items())[:10])
-        if incomplete == "error":
-            msg = (
-                f"{len(missing)} slide(s) lack scans that others have: {listing}. "
-                "Pass incomplete='drop' to skip them."
-            )
-            raise ValueError(msg)
-        warnings.warn(
-            f"Skipping {len(missing)} slide(s) that lack some scanner: {listing}.",
-            UserWarning,
-            stacklevel=3,
-        )
-        slides = {k: v for k, v in slides.items() if k not in missing}
-        if not slides:
-            msg = "Every slide lacks some scanner; nothing to build."
-            raise ValueError(msg)
-    ordered = {k: {s: v[s] for s in scanners} for k, v in slides.items()}
-    return scanners, ordered
-
-
-def build_paired_from_wsis(
-    listing: str | Path | Sequence[WSIScan],
-    out_dir: str | Path,
-    *,
-    n_regions: int = 10,
-    region_um: float = 800.0,
-    target_mpp: float = 800.0 / 1024,
-    thumb_mpp: float = 8.0,
-    reference: str | None = None,
-    min_tissue_fraction: float = 0.5,
-    min_inliers: int = 20,
-    max_residual_px: float = 2.5,
-    ransac_threshold_px: float = 4.0,
-    scale_range: tuple[float, float] = (0.9, 1.1),
-    full_affine: bool = False,
-    on_failure: str = "error",
-    incomplete: str = "error",
-    image_format: str = "png",
-    seed: int = 0,
-    overwrite: bool = False,
-    progress: bool = True,
-) -> tuple[PairedCollection, dict[str, Any]]:
-    """Register multi-scanner WSIs of the same slides and cut aligned regions.
-
-    See the module docstring for the method. Defaults follow SCORPION: 10
-    regions of 800 um per slide, written as 1024 x 1024 pixels
-    (``target_mpp = 800 / 1024``).
-
-    Args:
-        listing: CSV listing, folder of WSIs (see :func:`read_wsi_listing`) or
-            a list of :class:`WSIScan`.
-        out_dir: Output folder (must be empty unless ``overwrite``).
-        n_regions: Regions per slide (fewer when the tissue runs out; the
-            report says so).
-        region_um: Region side in micrometres.
-        target_mpp: Output resolution; region side in pixels is
-            ``round(region_um / target_mpp)``.
-        thumb_mpp: Resolution of the registration thumbnails.
-        reference: Reference scanner (default: the first in the listing).
-        min_tissue_fraction: Least tissue fraction in every scan's region.
-        min_inliers: Failure rule: fewest RANSAC inliers.
-        max_residual_px: Failure rule: largest inlier RMS (thumbnail pixels).
-        ransac_threshold_px: RANSAC inlier threshold (thumbnail pixels).
-        scale_range: Failure rule: accepted transform scale.
-        full_affine: 6-DOF affine instead of rotation + scale + translation.
-        on_failure: ``"error"``: raise :class:`RegistrationError` naming the
-            failed slides before writing any region (``registration.json`` is
-            still written); ``"skip"``: leave failed slides out, with a warning.
-        incomplete: Slides missing a scanner: ``"error"`` or ``"drop"``.
-        image_format: ``"png"`` (lossless, default) or ``"jpg"``.
-        seed: Seed of the region sampling and of RANSAC.
-        overwrite: Allow a non-empty ``out_dir``.
-        progress: Show tqdm progress bars.
-
-    Returns:
-        The :class:`PairedCollection` that was written and the report (the
-        content of ``registration.json``).
-
-    Raises:
-        RegistrationError: If a slide fails under ``on_failure="error"``, or
-            no slide yields a region.
-        ValueError: On bad arguments or listings.
-
-    """
-    check_in_choices(on_failure, _FAILURE_POLICIES, "on_failure")
-    check_in_choices(incomplete, INCOMPLETE_POLICIES, "incomplete")
-    check_in_choices(image_format, _IMAGE_FORMATS, "image_format")
-    scale_range = check_range(scale_range, "scale_range", low=0.0)
-    for name, value in (
-        ("region_um", region_um),
-        ("target_mpp", target_mpp),
-        ("thumb_mpp", thumb_mpp),
-        ("max_residual_px", max_residual_px),
-        ("ransac_threshold_px", ransac_threshold_px),
-    ):
-        if not (math.isfinite(float(value)) and float(value) > 0):
-            msg = f"{name} must be a positive number, got {value!r}."
-            raise ValueError(msg)
-    if int(n_regions) < 1:
-        msg = f"n_regions must be at least 1, got {n_regions!r}."
-        raise ValueError(msg)
-    size_px = round(region_um / target_mpp)
-    if size_px < 8:
-        msg = f"region_um / target_mpp gives {size_px} px regions; need at least 8."
-        raise ValueError(msg)
-
-    scans = list(listing) if not isinstance(listing, (str, Path)) else read_wsi_listing(listing)
-    scanners, slides = _group_scans(scans, reference, incomplete)
-    out_dir = Path(out_dir)
-    _prepare_out_dir(out_dir, overwrite=overwrite)
-    params = {
-        "n_regions": int(n_regions),
-        "region_um": float(region_um),
-        "target_mpp": float(target_mpp),
-        "region_px": int(size_px),
-        "thumb_mpp": float(thumb_mpp),
-        "reference": scanners[0],
-        "min_tissue_fraction": float(min_tissue_fraction),
-        "min_inliers": int(min_inliers),
-        "max_residual_px": float(max_residual_px),
-        "ransac_threshold_px": float(ransac_threshold_px),
-        "scale_range": list(scale_range),
-        "full_affine": bool(full_affine),
-        "seed": int(seed),
-    }
-    # Pass 1: register every slide (nothing is written if one fails under "error").
-    # Thumbnails are not kept between passes, to bound memory on large cohorts.
-    results: list[_SlideResult] = []
-    for slide_id, slide_scans in tqdm(slides.items(), desc="register slides", disable=not progress):
-        result = _SlideResult(slide_id, slide_scans)
-        _, thumbs, masks = _load_slide(result, thumb_mpp)
-        _register_slide(result, scanners, thumbs, masks, params)
-        results.append(result)
-
-    report = {"parameters": params, "slides": {}}
-    failed = [r for r in results if r.status != "ok"]
-    if failed and on_failure == "error":
-        report["slides"] = {r.slide_id: _slide_report(r) for r in results}
-        atomic_write_json(out_dir / "registration.json", report)
-        reasons = "; ".join(f"{r.slide_id}: {r.reason}" for r in failed)
-        msg = (
-            f"Registration failed for {len(failed)} slide(s): {reasons}. Nothing was "
-            f"extracted; see {out_dir / 'registration.json'}, or pass on_failure='skip'."
-        )
-        raise RegistrationError(msg)
-    for result in failed:
-        warnings.warn(
-            f"Skipping slide {result.slide_id}: registration failed ({result.reason}).",
-            UserWarning,
-            stacklevel=2,
-        )
-
-    # Pass 2: sample tissue regions and extract them from every scan.
-    samples: list[PairedSample] = []
-    for result in tqdm(results, desc="extract slides", disable=not progress):
-        if result.status != "ok":
-            continue
-        readers, thumbs, masks = _load_slide(result, thumb_mpp)
-        samples.extend(
-            _extract_slide(
-                result,
-                scanners=scanners,
-                readers=readers,
-                thumbs_masks=(thumbs, masks),
-                out_dir=out_dir,
-                params=params,
-                image_format=image_format,
-                progress=progress,
-            )
-        )
-    report["slides"] = {r.slide_id: _slide_report(r) for r in results}
-    atomic_write_json(out_dir / "registration.json", report)
-    if not samples:
-        msg = (
-            "No region was extracted from any slide (registration failures or too little "
-            f"tissue); see {out_dir / 'registration.json'}."
-        )
-        raise RegistrationError(msg)
-    collection = PairedCollection(samples, scanners=scanners, source=out_dir)
-    write_scanner_order(out_dir, collection.scanners)
-    collection.to_manifest(out_dir / "manifest.csv")
-    return collection, report
-
-
-def _extract_slide(
-    result: _SlideResult,
-    *,
-    scanners: list[str],
-    readers: dict[str, Any],
-    thumbs_masks: tuple[dict[str, np.ndarray], dict[str, np.ndarray]],
-    out_dir: Path,
-    params: dict[str, Any],
-    image_format: str,
-    progress: bool,
-) -> list[PairedSample]:
-    thumbs, masks = thumbs_masks
-    reference = scanners[0]
-    thumb_mpp, target_mpp, size_px = params["thumb_mpp"], params["target_mpp"], params["region_px"]
-    others = scanners[1:]
-    centres = sample_region_centres(
-        masks[reference],
-        params["n_regions"],
-        params["region_um"] / thumb_mpp,
-        moving_masks=[masks[s] for s in others],
-        registrations=[result.registrations[s] for s in others],
-        min_tissue_fraction=params["min_tissue_fraction"],
-        seed=params["seed"],
-    )
-    if len(centres) < params["n_regions"]:
-        warnings.warn(
-            f"Slide {result.slide_id}: only {len(centres)} of {params['n_regions']} tissue "
-            "regions fit (too little tissue common to every scan).",
-            UserWarning,
-            stacklevel=3,
-        )
-    samples: list[PairedSample] = []
-    for k, centre in enumerate(
-        tqdm(centres, desc=f"regions {result.slide_id}", leave=False, disable=not progress),
-        start=1,
-    ):
-        specimen_id = f"{result.slide_id}/sample_{k}"
-        region_info: dict[str, Any] = {"specimen_id": specimen_id, "centres_baseline": {}}
-        for scanner in scanners:
-            registration = result.registrations[scanner]
-            reader = readers[scanner]
-            # Centres are continuous coordinates (pixel i spans [i, i + 1)); keypoints,
-            # hence the affine, use pixel-index coordinates (pixel i centred on i).
-            mapped = registration.transform(centre - 0.5)[0] + 0.5
-            thumb_shape = thumbs[scanner].shape
-            base_w, base_h = (float(v) for v in reader.info.slide_dimensions)
-            factor = np.array([base_w / thumb_shape[1], base_h / thumb_shape[0]])
-            centre_base = mapped * factor
-            image, _ = extract_aligned_region(
-                reader, tuple(centre_base), size_px, target_mpp, registration.matrix[:, :2]
-            )
-            path = safe_output_path(out_dir, f"{specimen_id}/{scanner}.{image_format}")
-            atomic_write_image(path, image)
-            region_info["centres_baseline"][scanner] = np.round(centre_base, 2).tolist()
-            samples.append(PairedSample(specimen_id, scanner, path=path, mpp=target_mpp))
-        result.regions.append(region_info)
-    return samples
+    return image, (float(centre[0]), float(centre[1])), refinement

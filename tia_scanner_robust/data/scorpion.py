@@ -46,13 +46,13 @@ from pathlib import Path
 
 from tia_scanner_robust._io import atomic_write_text
 from tia_scanner_robust._validation import check_in_choices
-from tia_scanner_robust.data.paired import (
+from tia_scanner_robust.data.collection import (
     INCOMPLETE_POLICIES,
     PairedCollection,
     PairedSample,
     natural_key,
-    verify_images,
 )
+from tia_scanner_robust.data.readers import verify_images
 
 __all__ = [
     "IMAGE_EXTENSIONS",

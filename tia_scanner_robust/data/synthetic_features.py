@@ -49,7 +49,7 @@ from tia_scanner_robust.seeding import make_rng
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
-    from tia_scanner_robust.data.features import FeatureStore
+    from tia_scanner_robust.data.feature_store import FeatureStore
 
 __all__ = [
     "DEFAULT_SCANNERS",
@@ -140,7 +140,7 @@ class SyntheticFeatureSet:
         *,
         overwrite: bool = False,
     ) -> int:
-        """Write every slide into a :class:`~tia_scanner_robust.data.features.FeatureStore`.
+        """Write every slide into a :class:`~tia_scanner_robust.data.feature_store.FeatureStore`.
 
         Args:
             store: A writable feature store.

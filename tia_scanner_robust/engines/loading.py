@@ -40,11 +40,18 @@ Examples:
 from __future__ import annotations
 
 import tempfile
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
+
+from tia_scanner_robust._validation import (
+    load_state_dict_checked,
+    safe_torch_load,
+    summarize_state_dict_error,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -53,6 +60,7 @@ __all__ = [
     "ARCHITECTURES",
     "CHECKPOINT_SUFFIXES",
     "load_checkpoint",
+    "load_model_checkpoint",
     "register_architecture",
     "resolve_model",
 ]
@@ -64,6 +72,7 @@ CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".tar")
 ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {}
 
 _BUILTIN_NAMES = ("builtin", "classical")
+_STATE_DICT = "a state dict (parameter name -> tensor) saved with torch.save"
 
 
 def register_architecture(name: str, factory: Callable[..., nn.Module]) -> None:
@@ -112,8 +121,16 @@ def _tiatoolbox_pretrained(name: str, weights: str | Path | None) -> tuple[nn.Mo
     if weights is not None and not Path(weights).is_file():
         msg = f"weights file not found: {weights}"
         raise FileNotFoundError(msg)
+    if weights is not None:  # one clear line for a pickled or foreign file
+        safe_torch_load(weights, what="weights file", expected=_STATE_DICT)
     try:
         return get_pretrained_model(name, None if weights is None else str(weights))
+    except RuntimeError as error:  # load_state_dict: weights of another architecture
+        msg = (
+            f"The weights in weights file {weights} do not fit the TIAToolbox model {name!r}: "
+            f"{summarize_state_dict_error(error)}. They were saved from another architecture."
+        )
+        raise ValueError(msg) from None
     except ValueError as error:
         msg = (
             f"Unknown model {name!r}: not 'builtin', not an existing checkpoint file and not a "
@@ -128,8 +145,13 @@ def _is_tiatoolbox_name(name: str) -> bool:
     return name in PRETRAINED_INFO
 
 
-def load_checkpoint(path: str | Path, *, map_location: str = "cpu") -> tuple[nn.Module, Any, str]:
-    """Load a model checkpoint written by the plugin (see the module docstring).
+def load_model_checkpoint(
+    path: str | Path, *, map_location: str = "cpu"
+) -> tuple[nn.Module, Any, str]:
+    """Load a segmentation or classification model checkpoint (see the module docstring).
+
+    Not to be confused with the trainer's ``load_checkpoint`` (which resumes
+    training) or ``load_mil_checkpoint`` (MIL models).
 
     Args:
         path: The checkpoint file.
@@ -147,7 +169,7 @@ def load_checkpoint(path: str | Path, *, map_location: str = "cpu") -> tuple[nn.
         >>> import tempfile, pathlib, torch
         >>> p = pathlib.Path(tempfile.mkdtemp()) / "cd.pt"
         >>> torch.save({"arch": "builtin", "config": {"h_threshold": 0.06}}, p)
-        >>> module, _, desc = load_checkpoint(p)
+        >>> module, _, desc = load_model_checkpoint(p)
         >>> module.h_threshold, desc.startswith("checkpoint:")
         (0.06, True)
 
@@ -156,14 +178,12 @@ def load_checkpoint(path: str | Path, *, map_location: str = "cpu") -> tuple[nn.
     if not path.is_file():
         msg = f"Checkpoint file not found: {path}"
         raise FileNotFoundError(msg)
-    try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as error:
-        msg = (
-            f"Could not read checkpoint {path} with torch.load(weights_only=True): {error}. "
-            "Only tensors and plain containers are accepted (no pickled modules)."
-        )
-        raise ValueError(msg) from error
+    payload = safe_torch_load(
+        path,
+        what="checkpoint",
+        expected="a model checkpoint: a dict with 'arch' or an smp 'config', and 'state_dict'",
+        map_location=map_location,
+    )
     if not isinstance(payload, dict):
         msg = f"Checkpoint {path} holds a {type(payload).__name__}, expected a dict."
         raise ValueError(msg)
@@ -204,6 +224,28 @@ def load_checkpoint(path: str | Path, *, map_location: str = "cpu") -> tuple[nn.
     return model.eval(), ioconfig, desc
 
 
+def load_checkpoint(path: str | Path, *, map_location: str = "cpu") -> tuple[nn.Module, Any, str]:
+    """Deprecated alias of :func:`load_model_checkpoint`.
+
+    Examples:
+        >>> import warnings
+        >>> with warnings.catch_warnings(record=True) as caught:
+        ...     warnings.simplefilter("always")
+        ...     load_checkpoint("missing.pt")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        FileNotFoundError: Checkpoint file not found: missing.pt
+
+    """
+    warnings.warn(
+        "tia_scanner_robust.engines.loading.load_checkpoint is deprecated; "
+        "use load_model_checkpoint.",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return load_model_checkpoint(path, map_location=map_location)
+
+
 def _build_arch(arch: str, config: dict[str, Any], state: Any, path: Path) -> tuple[nn.Module, Any]:
     """Build the architecture named in a checkpoint and load its state dict."""
     ioconfig = None
@@ -230,7 +272,7 @@ def _build_arch(arch: str, config: dict[str, Any], state: Any, path: Path) -> tu
         )
         raise ValueError(msg)
     if isinstance(state, dict) and state:
-        model.load_state_dict(state, strict=True)
+        load_state_dict_checked(model, state, source=f"checkpoint {path}")
     return model, ioconfig
 
 
@@ -266,8 +308,8 @@ def resolve_model(
     """
     if isinstance(model, nn.Module):
         if weights is not None:
-            state = torch.load(weights, map_location="cpu", weights_only=True)
-            model.load_state_dict(state, strict=True)
+            state = safe_torch_load(weights, what="weights file", expected=_STATE_DICT)
+            load_state_dict_checked(model, state, source=f"weights file {weights}")
         return model.eval(), getattr(model, "ioconfig", None), f"module:{type(model).__name__}"
     if not isinstance(model, (str, Path)):
         msg = (
@@ -284,6 +326,6 @@ def resolve_model(
         if weights is not None:
             msg = "weights= is only used with a pretrained model name or an nn.Module."
             raise ValueError(msg)
-        return load_checkpoint(path)
+        return load_model_checkpoint(path)
     module, ioconfig = _tiatoolbox_pretrained(text, weights)
     return module.eval(), ioconfig, f"tiatoolbox:{text}"

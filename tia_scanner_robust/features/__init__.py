@@ -11,9 +11,9 @@ Examples:
 
 from __future__ import annotations
 
+from tia_scanner_robust._constants import IMAGENET_NORMALIZATION
 from tia_scanner_robust.features.extract import (
     FM_NORMALIZATION,
-    IMAGENET_NORMALIZATION,
     ExtractionSummary,
     extract_features,
     make_preproc,

@@ -10,6 +10,9 @@ One *slide* per manifest row (a paired sample), by one of two paths:
   (TIAToolbox's automatic tissue mask, ``tissue_mask=False`` keeps all, or
   a mask of ``tissue_masks``), and writes features and coordinates to a zarr
   in a temporary folder, read back chunk-wise by :func:`read_wsi_features`.
+  (:func:`run_wsi_engine`, :func:`read_wsi_features` and :func:`read_ioconfig`
+  are the package's TIAToolbox adapter, :mod:`tia_scanner_robust._tiatoolbox`,
+  re-exported here.)
   The image is never held whole in memory (the ``(N, D)`` features are).
   Partial patches at the right/bottom edge are kept (padded white).
 - **Patch file or WSI region** (small): the image is read with
@@ -30,6 +33,14 @@ record ``patch_size``, ``source``, ``mpp`` and ``mode`` (``"wsi"`` or
 
 - Resumable: a slide already complete in the store is skipped (nothing is
   recomputed); an interrupted write is incomplete and is redone.
+- One extractor per store: the store records what made its features
+  (:func:`extraction_settings`: model name, a SHA-256 of the weights,
+  ``pretrained``, patch size, normalisation;
+  :meth:`~tia_scanner_robust.data.feature_store.FeatureStore.claim_extraction`),
+  and every slide its ``mpp`` and weights digest. Resuming with other
+  settings (another model, a random initialisation that differs from the
+  first run's, another patch size or ``mpp``) is refused before anything is
+  computed; ``overwrite=True`` starts the store afresh.
 - Atomic per slide: the store flips a slide's ``complete`` flag last.
 - A whole slide without any tissue patch is not written (logged, counted as
   ``empty``).
@@ -61,25 +72,30 @@ Examples:
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import shutil
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from tia_scanner_robust._constants import IMAGENET_NORMALIZATION
+from tia_scanner_robust._tiatoolbox import (
+    read_ioconfig,
+    read_wsi_features,
+    run_patch_engine,
+    run_wsi_engine,
+)
 from tia_scanner_robust.data.features import FeatureStore
 from tia_scanner_robust.data.paired import existing_image_path
-from tia_scanner_robust.engines.consistency import _feature_extractor_class, _quiet_compile
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Mapping, Sequence
-
-    from tiatoolbox.models.engine.io_config import IOPatchPredictorConfig
+    from collections.abc import Callable, Iterable, Mapping
 
     from tia_scanner_robust.data.paired import PairedCollection, PairedSample
 
@@ -88,21 +104,18 @@ __all__ = [
     "IMAGENET_NORMALIZATION",
     "ExtractionSummary",
     "extract_features",
+    "extraction_settings",
     "make_preproc",
     "read_ioconfig",
     "read_wsi_features",
     "resolve_feature_model",
     "run_wsi_engine",
+    "state_dict_digest",
     "tile_image",
 ]
 
 logger = logging.getLogger(__name__)
 
-#: ImageNet mean/std (torchvision and timm ImageNet models).
-IMAGENET_NORMALIZATION: tuple[tuple[float, float, float], tuple[float, float, float]] = (
-    (0.485, 0.456, 0.406),
-    (0.229, 0.224, 0.225),
-)
 #: Input normalisation (mean, std) of the foundation models TIAToolbox knows
 #: (from their model cards); other names use ImageNet's.
 FM_NORMALIZATION: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]]] = {
@@ -198,6 +211,78 @@ def resolve_feature_model(
     return net, model, FM_NORMALIZATION.get(model, IMAGENET_NORMALIZATION)
 
 
+def state_dict_digest(module: nn.Module) -> str:
+    """SHA-256 of a module's weights (names, dtypes, shapes and values), as ``"sha256:..."``.
+
+    Two randomly initialised networks differ; the same pretrained weights
+    give the same digest on every machine and device.
+
+    Examples:
+        >>> _ = torch.manual_seed(0)
+        >>> a = state_dict_digest(nn.Linear(2, 2))
+        >>> a == state_dict_digest(nn.Linear(2, 2)), a.startswith("sha256:")
+        (False, True)
+
+    """
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        value = tensor.detach().to("cpu").contiguous()
+        digest.update(f"{name}|{value.dtype}|{tuple(value.shape)}|".encode())
+        digest.update(value.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return f"sha256:{digest.hexdigest()}"
+
+
+def extraction_settings(
+    net: nn.Module,
+    name: str,
+    *,
+    pretrained: bool,
+    patch_size: int,
+    normalization: tuple[tuple[float, ...], tuple[float, ...]],
+) -> dict[str, object]:
+    """What makes a store's features: the record :func:`extract_features` claims.
+
+    Examples:
+        >>> s = extraction_settings(
+        ...     nn.Linear(1, 1),
+        ...     "lin",
+        ...     pretrained=False,
+        ...     patch_size=32,
+        ...     normalization=((0.5,) * 3, (0.5,) * 3),
+        ... )
+        >>> sorted(s)
+        ['model', 'normalization', 'patch_size', 'pretrained', 'weights']
+
+    """
+    mean, std = normalization
+    return {
+        "model": name,
+        "weights": state_dict_digest(net),
+        "pretrained": bool(pretrained),
+        "patch_size": int(patch_size),
+        "normalization": {"mean": [float(v) for v in mean], "std": [float(v) for v in std]},
+    }
+
+
+def _check_stored_slide(store: FeatureStore, sample: PairedSample, weights: str) -> None:
+    """Refuse to skip a stored slide whose ``mpp`` or weights differ from this run's."""
+    info = store.slide_info(sample.specimen_id, sample.scanner, sample.magnification)
+    stored = {"mpp": info.get("mpp"), "weights": info.get("weights", weights)}
+    wanted = {"mpp": sample.mpp, "weights": weights}
+    diffs = [
+        f"{k}: {stored[k]!r} in the store, {wanted[k]!r} now"
+        for k in stored
+        if stored[k] != wanted[k]
+    ]
+    if diffs:
+        msg = (
+            f"Feature store {store.path}: slide {info.key!r} ({sample.path}) was extracted "
+            f"with other settings ({'; '.join(diffs)}); write to another store or start "
+            "this one afresh (extract-features --overwrite; overwrite=True)."
+        )
+        raise ValueError(msg)
+
+
 def tile_image(image: np.ndarray, patch_size: int) -> tuple[np.ndarray, np.ndarray]:
     """Non-overlapping ``patch_size`` tiles of an image and their bounds ``(x0, y0, x1, y1)``.
 
@@ -221,203 +306,18 @@ def tile_image(image: np.ndarray, patch_size: int) -> tuple[np.ndarray, np.ndarr
     return tiles, coords
 
 
-def _feature_engine(model: nn.Module, *, batch_size: int, device: str) -> Any:
-    """A fresh (workaround) ``DeepFeatureExtractor`` (see ``_feature_extractor_class``)."""
-    return _feature_extractor_class()(
-        model=model, batch_size=batch_size, num_workers=0, device=device, verbose=False
-    )
-
-
 def _run_engine(model: nn.Module, tiles: np.ndarray, *, batch_size: int, device: str) -> np.ndarray:
     """Features of in-memory ``tiles`` with a fresh engine in patch mode."""
-    from tiatoolbox.models.engine.io_config import IOPatchPredictorConfig  # noqa: PLC0415
-
-    shape = (int(tiles.shape[1]), int(tiles.shape[2]))
-    ioconfig = IOPatchPredictorConfig(
-        input_resolutions=[{"units": "baseline", "resolution": 1.0}],
-        patch_input_shape=shape,
-        stride_shape=shape,
+    out = run_patch_engine(
+        "DeepFeatureExtractor",
+        model,
+        tiles,
+        ioconfig=read_ioconfig((int(tiles.shape[1]), int(tiles.shape[2]))),
+        batch_size=batch_size,
+        device=device,
     )
-    with _quiet_compile(device):
-        engine = _feature_engine(model, batch_size=batch_size, device=device)
-        out = engine.run(tiles, patch_mode=True, ioconfig=ioconfig, output_type="dict")
     feats = np.asarray(out["features"], dtype=np.float32)
     return feats.reshape(feats.shape[0], -1)
-
-
-def read_ioconfig(patch_size: int, mpp: float | None = None) -> IOPatchPredictorConfig:
-    """Engine IO config: non-overlapping ``patch_size`` patches read at ``mpp`` (or baseline).
-
-    Args:
-        patch_size: Patch (and stride) size in pixels at the read resolution.
-        mpp: Microns per pixel to read at; ``None`` reads the baseline level.
-
-    Raises:
-        ValueError: If ``patch_size`` is not a positive int or ``mpp`` not positive.
-
-    Examples:
-        >>> read_ioconfig(64).input_resolutions, read_ioconfig(64).stride_shape
-        ([{'units': 'baseline', 'resolution': 1.0}], (64, 64))
-
-    """
-    from tiatoolbox.models.engine.io_config import IOPatchPredictorConfig  # noqa: PLC0415
-
-    if isinstance(patch_size, bool) or not isinstance(patch_size, (int, np.integer)):
-        msg = f"patch_size must be a positive int, got {patch_size!r}."
-        raise ValueError(msg)
-    if patch_size < 1:
-        msg = f"patch_size must be a positive int, got {patch_size!r}."
-        raise ValueError(msg)
-    if mpp is None:
-        resolution = {"units": "baseline", "resolution": 1.0}
-    elif isinstance(mpp, (int, float, np.number)) and not isinstance(mpp, bool) and mpp > 0:
-        resolution = {"units": "mpp", "resolution": float(mpp)}
-    else:
-        msg = f"mpp must be a positive number or None, got {mpp!r}."
-        raise ValueError(msg)
-    size = (int(patch_size), int(patch_size))
-    return IOPatchPredictorConfig(
-        input_resolutions=[resolution], patch_input_shape=size, stride_shape=size
-    )
-
-
-def _stem_runs(paths: Sequence[Path]) -> list[list[int]]:
-    """Indices of ``paths`` split into runs whose file stems are distinct."""
-    runs: list[list[int]] = []
-    stems: list[set[str]] = []
-    for index, path in enumerate(paths):
-        for run, seen in zip(runs, stems, strict=True):
-            if path.stem not in seen:
-                run.append(index)
-                seen.add(path.stem)
-                break
-        else:
-            runs.append([index])
-            stems.append({path.stem})
-    return runs
-
-
-def run_wsi_engine(
-    model: nn.Module,
-    wsi_paths: Sequence[str | Path],
-    save_dir: str | Path,
-    *,
-    ioconfig: IOPatchPredictorConfig,
-    batch_size: int = 32,
-    device: str = "cpu",
-    masks: Sequence[str | Path | np.ndarray | None] | None = None,
-    auto_get_mask: bool = True,
-    progress: bool = False,
-) -> list[Path]:
-    """Run ``DeepFeatureExtractor`` in WSI mode and return each slide's zarr output.
-
-    ``DeepFeatureExtractor.run(paths, patch_mode=False, output_type="zarr")``
-    reads the patches of ``ioconfig`` from each slide (never the whole image)
-    and writes one zarr per slide (``features``, ``coordinates``) under
-    ``save_dir``, in ``run_<k>`` folders: the engine names its outputs by file
-    stem, so paths sharing a stem go to different runs. A fresh engine per
-    run (with the project's workarounds: backbones returning ``[features]``
-    or an array both work; no ``torch.compile`` probe on CPU).
-
-    Args:
-        model: A TIAToolbox-compatible model (``infer_batch``, ``preproc_func``;
-            see :func:`resolve_feature_model`).
-        wsi_paths: Slide files readable by TIAToolbox.
-        save_dir: Folder for the engine's outputs (existing outputs of the same
-            run folders are overwritten).
-        ioconfig: Patch size, stride and read resolution (:func:`read_ioconfig`).
-        batch_size: Patches per engine batch.
-        device: ``"cpu"`` or ``"cuda"``.
-        masks: Optional tissue mask per slide (an image file or a binary
-            array covering the slide, any size); ``None`` entries: the whole
-            slide, or the automatic mask with ``auto_get_mask``.
-        auto_get_mask: TIAToolbox's tissue mask (``WSIReader.tissue_mask``)
-            for slides without a mask: patches without tissue are not read.
-        progress: Show a tqdm bar over the runs.
-
-    Returns:
-        The zarr output of each slide, in input order. Its ``coordinates``
-        are patch bounds in pixels at the ``ioconfig`` resolution.
-
-    Raises:
-        ValueError: If ``masks`` and ``wsi_paths`` differ in length, or (from
-            the engine) no patch remains after masking.
-        FileNotFoundError: If a slide or mask file is missing.
-        RuntimeError: If the engine returns no output for a slide.
-
-    """
-    paths = [Path(p) for p in wsi_paths]
-    if not paths:
-        msg = "wsi_paths is empty."
-        raise ValueError(msg)
-    mask_list = list(masks) if masks is not None else [None] * len(paths)
-    if len(mask_list) != len(paths):
-        msg = f"masks has {len(mask_list)} entries for {len(paths)} wsi_paths."
-        raise ValueError(msg)
-    files = [m for m in mask_list if isinstance(m, (str, Path))]
-    for path in [*paths, *files]:
-        if not Path(path).is_file():
-            msg = f"File {path} does not exist."
-            raise FileNotFoundError(msg)
-    save_dir = Path(save_dir)
-    zarrs: dict[int, Path] = {}
-    runs = _stem_runs(paths)
-    for k, run in enumerate(tqdm(runs, desc="extract WSIs", disable=not progress)):
-        kwargs: dict[str, Any] = {
-            "patch_mode": False,
-            "save_dir": save_dir / f"run_{k}",
-            "output_type": "zarr",
-            "ioconfig": ioconfig,
-            "overwrite": True,
-            "auto_get_mask": auto_get_mask,
-        }
-        if any(mask_list[i] is not None for i in run):
-            kwargs["masks"] = [mask_list[i] for i in run]
-        with _quiet_compile(device):
-            engine = _feature_engine(model, batch_size=batch_size, device=device)
-            outputs = engine.run([paths[i] for i in run], **kwargs)
-        by_src = {str(Path(src)): Path(dst) for src, dst in outputs.items()}
-        by_stem = {Path(src).stem: Path(dst) for src, dst in outputs.items()}
-        for i in run:  # stems are distinct within a run
-            found = by_src.get(str(paths[i]), by_stem.get(paths[i].stem))
-            if found is None:
-                msg = f"The engine returned no output for {paths[i]} (got {list(outputs)})."
-                raise RuntimeError(msg)
-            zarrs[i] = found
-    return [zarrs[i] for i in range(len(paths))]
-
-
-def read_wsi_features(zarr_path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """``(features (N, D) float32, coordinates (N, 4) int64)`` of a WSI-mode engine output.
-
-    Both arrays are read chunk by chunk (along ``N``) into preallocated arrays,
-    so no second copy of the features is made.
-
-    Raises:
-        ValueError: If the zarr lacks ``features`` or ``coordinates``, or their
-            lengths differ.
-
-    """
-    import zarr  # noqa: PLC0415
-
-    group = zarr.open_group(str(zarr_path), mode="r")
-    if "features" not in group or "coordinates" not in group:
-        msg = f"Engine output {zarr_path} lacks features/coordinates (has {sorted(group)})."
-        raise ValueError(msg)
-    source, boxes = group["features"], group["coordinates"]
-    n = int(source.shape[0])
-    if int(boxes.shape[0]) != n:
-        msg = f"Engine output {zarr_path} has {n} features but {boxes.shape[0]} coordinates."
-        raise ValueError(msg)
-    dim = int(np.prod(source.shape[1:], dtype=np.int64))
-    features = np.empty((n, dim), dtype=np.float32)
-    coordinates = np.empty((n, *boxes.shape[1:]), dtype=np.int64)
-    step = max(1, int(source.chunks[0]))
-    for start in range(0, n, step):
-        stop = min(n, start + step)
-        features[start:stop] = np.asarray(source[start:stop]).reshape(stop - start, dim)
-        coordinates[start:stop] = np.asarray(boxes[start:stop])
-    return features, coordinates
 
 
 def _is_whole_slide(sample: PairedSample) -> bool:
@@ -483,6 +383,8 @@ def extract_features(
     tissue_masks: Mapping[str | Path, str | Path | np.ndarray] | None = None,
     work_dir: str | Path | None = None,
     progress: bool = True,
+    overwrite: bool = False,
+    seed: int = 0,
 ) -> ExtractionSummary:
     """Extract and store the patch features of every sample (resumable, atomic per slide).
 
@@ -510,12 +412,19 @@ def extract_features(
         work_dir: Folder for the engine's temporary zarr outputs (removed
             after each slide); default: next to the store.
         progress: Show a tqdm bar.
+        overwrite: Delete the store's slides and record first (start afresh);
+            default: resume, refusing a store made with other settings.
+        seed: Seed of a random initialisation (``pretrained=False``): the
+            same seed builds the same network, so such a store can be
+            resumed (the global random state is left untouched).
 
     Returns:
         An :class:`ExtractionSummary`.
 
     Raises:
-        ValueError: If ``patch_size``/``batch_size`` are not positive.
+        ValueError: If ``patch_size``/``batch_size`` are not positive, or
+            the store was made with other settings (model, weights, patch
+            size, normalisation, a slide's ``mpp``) and ``overwrite`` is off.
 
     """
     for name, value in (("patch_size", patch_size), ("batch_size", batch_size)):
@@ -524,17 +433,29 @@ def extract_features(
             raise ValueError(msg)
     from tia_scanner_robust.data.paired import load_sample_image  # noqa: PLC0415
 
-    store = store if isinstance(store, FeatureStore) else FeatureStore(store, mode="a")
-    net, name, default_norm = resolve_feature_model(model, pretrained=pretrained)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)  # a random initialisation is reproducible, hence resumable
+        net, name, default_norm = resolve_feature_model(model, pretrained=pretrained)
     mean, std = normalization or default_norm
     net.preproc_func = make_preproc(tuple(mean), tuple(std))  # type: ignore[assignment]
     name = model_name or name
+    settings = extraction_settings(
+        net, name, pretrained=pretrained, patch_size=patch_size, normalization=(mean, std)
+    )
+    path = store.path if isinstance(store, FeatureStore) else Path(store)
+    if overwrite:
+        zarr_format = store.zarr_format if isinstance(store, FeatureStore) else None
+        store = FeatureStore(path, mode="w", zarr_format=zarr_format)
+    elif not isinstance(store, FeatureStore):
+        store = FeatureStore(path, mode="a")
+    store.claim_extraction(settings)  # refuses a store made by another extractor
     masks = {Path(k).resolve(): v for k, v in (tissue_masks or {}).items()}
     work = Path(work_dir) if work_dir is not None else store.path.parent
     sample_list = list(samples)
     written = skipped = empty = wsi = 0
     for sample in tqdm(sample_list, desc=f"extract {name}", unit="slide", disable=not progress):
         if store.has_slide(sample.specimen_id, sample.scanner, sample.magnification):
+            _check_stored_slide(store, sample, str(settings["weights"]))
             skipped += 1
             continue
         whole = _is_whole_slide(sample)
@@ -574,6 +495,7 @@ def extract_features(
                 "source": str(sample.path),
                 "mpp": sample.mpp,
                 "mode": "wsi" if whole else "patch",
+                "weights": settings["weights"],
             },
         )
         written += 1

@@ -35,6 +35,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F  # noqa: N812
 
+from tia_scanner_robust._validation import check_in_choices
+
 __all__ = [
     "DENOMINATORS",
     "REDUCTIONS",
@@ -51,13 +53,6 @@ __all__ = [
 DENOMINATORS: tuple[str, ...] = ("squared", "linear")
 #: Reductions of per-sample losses (``"batch"`` pools the batch before the ratio).
 REDUCTIONS: tuple[str, ...] = ("mean", "sum", "none", "batch")
-
-
-def _check_choice(value: str, choices: tuple[str, ...], name: str) -> str:
-    if value not in choices:
-        msg = f"Unknown {name} {value!r}; valid values: {', '.join(choices)}."
-        raise ValueError(msg)
-    return value
 
 
 def _check_pair(p: torch.Tensor, q: torch.Tensor, *, min_ndim: int = 2) -> None:
@@ -106,7 +101,7 @@ def soft_dice_score(
 
     """
     _check_pair(p, q)
-    _check_choice(denominator, DENOMINATORS, "denominator")
+    check_in_choices(denominator, DENOMINATORS, "denominator")
     dims = tuple(range(2, p.ndim)) if per_sample else (0, *range(2, p.ndim))
     intersection = (p * q).sum(dim=dims) if dims else p * q
     if denominator == "squared":
@@ -125,7 +120,7 @@ def reduce_loss(loss: torch.Tensor, reduction: str) -> torch.Tensor:
         2.0
 
     """
-    _check_choice(reduction, ("mean", "sum", "none"), "reduction")
+    check_in_choices(reduction, ("mean", "sum", "none"), "reduction")
     if reduction == "mean":
         return loss.mean()
     if reduction == "sum":
@@ -167,7 +162,7 @@ def soft_dice_consistency(
         0.5
 
     """
-    _check_choice(reduction, REDUCTIONS, "reduction")
+    check_in_choices(reduction, REDUCTIONS, "reduction")
     if reduction == "batch":
         score = soft_dice_score(p, q, denominator=denominator, per_sample=False, eps=eps)
         return (1.0 - score).mean()

@@ -35,6 +35,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from tia_scanner_robust._validation import check_in_choices
 from tia_scanner_robust.losses.functional import (
     DENOMINATORS,
     REDUCTIONS,
@@ -49,13 +50,6 @@ __all__ = ["CLASSIFICATION_LOSSES", "MODES", "SimConsLoss"]
 MODES: tuple[str, ...] = ("segmentation", "classification")
 #: Consistency terms for classification.
 CLASSIFICATION_LOSSES: tuple[str, ...] = ("symmetric_kl", "mse")
-
-
-def _check(value: str, choices: tuple[str, ...], name: str) -> str:
-    if value not in choices:
-        msg = f"Unknown {name} {value!r}; valid values: {', '.join(choices)}."
-        raise ValueError(msg)
-    return value
 
 
 class SimConsLoss(nn.Module):
@@ -103,13 +97,13 @@ class SimConsLoss(nn.Module):
         eps: float = 1e-6,
     ) -> None:
         super().__init__()
-        self.mode = _check(mode, MODES, "mode")
-        self.denominator = _check(denominator, DENOMINATORS, "denominator")
-        self.reduction = _check(reduction, REDUCTIONS, "reduction")
+        self.mode = check_in_choices(mode, MODES, "mode")
+        self.denominator = check_in_choices(denominator, DENOMINATORS, "denominator")
+        self.reduction = check_in_choices(reduction, REDUCTIONS, "reduction")
         if mode == "classification" and reduction == "batch":
             msg = "reduction='batch' is defined for mode='segmentation' only."
             raise ValueError(msg)
-        self.classification_loss = _check(
+        self.classification_loss = check_in_choices(
             classification_loss, CLASSIFICATION_LOSSES, "classification_loss"
         )
         self.stop_gradient = bool(stop_gradient)

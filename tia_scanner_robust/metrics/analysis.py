@@ -32,9 +32,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tia_scanner_robust._io import atomic_write_bytes
+from tia_scanner_robust._io import atomic_write_bytes, to_jsonable
 from tia_scanner_robust._validation import check_in_choices, check_rgb_image
-from tia_scanner_robust.metrics.functional import to_jsonable
 from tia_scanner_robust.seeding import make_rng
 
 if TYPE_CHECKING:

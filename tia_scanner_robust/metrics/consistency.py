@@ -14,8 +14,8 @@ so a streamed result equals the one-shot functional result.
 - :class:`PairedRetrieval`: top-k retrieval of the paired embedding; needs
   every embedding of a pair at :meth:`~PairedRetrieval.compute` (they are
   small: ``N x D`` floats per scanner).
-- :class:`CoVAccumulator` (alias :data:`CoVMetric`): the CoV of Eq. 1 over
-  predictions streamed with their specimen and group ids.
+- :class:`CoVAccumulator`: the CoV of Eq. 1 over predictions streamed with
+  their specimen and group ids (``CoVMetric`` is a deprecated alias).
 - :class:`ScannerConsistency`: the metric set of a task (segmentation,
   classification, embedding) behind one ``update``.
 
@@ -23,7 +23,7 @@ Examples:
     >>> import numpy as np
     >>> from tia_scanner_robust.metrics.consistency import PairedConsistency
     >>> metric = PairedConsistency("dice", scanners=["AT2", "GT450"])
-    >>> maps = np.zeros((2, 4, 4), int)
+    >>> maps = np.ones((2, 4, 4), int)
     >>> metric.update(["s1", "s2"], "AT2", maps)
     >>> metric.update(["s1", "s2"], "GT450", maps)
     >>> metric.compute().average
@@ -38,26 +38,39 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tia_scanner_robust._validation import check_in_choices
-from tia_scanner_robust.metrics.functional import (
-    COV_SCALES,
-    DEFAULT_TOPK,
-    PAIR_SCORES,
-    CoVResult,
-    PackedLabels,
-    PairConsistency,
-    _aggregate_pairs,
+from tia_scanner_robust.metrics._deprecation import deprecated_aliases
+from tia_scanner_robust.metrics.functional.core import (
     _as_array,
-    _check_chunk,
-    _check_ks,
     _check_nan_policy,
+    _native_list,
+)
+from tia_scanner_robust.metrics.functional.cov import (
+    COV_SCALES,
+    CoVResult,
+    coefficient_of_variation,
+)
+from tia_scanner_robust.metrics.functional.dice import (
+    DEFAULT_EMPTY_PAIRS,
+    PackedLabels,
+    _apply_empty_policy,
+    _check_empty_pairs,
     _check_num_classes,
     _dice_counts,
     _dice_from_counts,
-    _hits,
-    _native_list,
+    _empty_from_counts,
     _pack_label_maps,
     _resolve_class_values,
-    coefficient_of_variation,
+)
+from tia_scanner_robust.metrics.functional.pairwise import (
+    PAIR_SCORES,
+    PairConsistencyResult,
+    _aggregate_pairs,
+)
+from tia_scanner_robust.metrics.functional.retrieval import (
+    DEFAULT_TOPK,
+    _check_chunk,
+    _check_ks,
+    _hits,
     retrieval_ranks,
 )
 
@@ -65,16 +78,15 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
 __all__ = [
-    "TASKS",
+    "TASK_METRICS",
     "CoVAccumulator",
-    "CoVMetric",
     "PairedConsistency",
     "PairedRetrieval",
     "ScannerConsistency",
 ]
 
 #: Tasks known to :class:`ScannerConsistency` and the metrics each computes.
-TASKS = {
+TASK_METRICS: dict[str, tuple[str, ...]] = {
     "segmentation": ("dice",),
     "classification": ("agreement", "abs_prob"),
     "embedding": ("cosine", "topk"),
@@ -159,11 +171,14 @@ class PairedConsistency(_PairedBase):
     scanner (or a per-row list of scanners). Each sample's pair score is
     computed by the functional score as soon as its partner is available;
     :meth:`compute` averages per pair and returns a
-    :class:`~tia_scanner_robust.metrics.functional.PairConsistency`.
+    :class:`~tia_scanner_robust.metrics.functional.PairConsistencyResult`.
 
     Args:
         score: ``"dice"``, ``"agreement"``, ``"abs_prob"``, ``"cosine"`` or a
-            callable ``f(a, b) -> (N,)`` (assumed symmetric).
+            callable ``f(a, b) -> (N,)`` (assumed symmetric). A callable
+            with a true ``reports_empty`` attribute returns ``(scores, empty)``
+            instead (a Dice-like score that flags empty-vs-empty samples, e.g.
+            the WSI canvas Dice); ``empty_pairs`` then applies to it.
         num_classes: Dice: number of classes (``None``: inferred per batch;
             the score does not depend on it).
         classes: Dice: score only these class values.
@@ -174,6 +189,9 @@ class PairedConsistency(_PairedBase):
             (otherwise they stay until :meth:`reset`).
         nan_policy: ``"raise"`` or ``"omit"``.
         higher_is_better: Override the score's direction.
+        empty_pairs: Dice: how empty-vs-empty samples count (``"exclude"``
+            by default, ``"one"``, ``"nan"``; see
+            :func:`~tia_scanner_robust.metrics.functional.pairwise_consistency`).
         **score_kwargs: Extra keyword arguments of a callable score.
 
     Examples:
@@ -199,6 +217,7 @@ class PairedConsistency(_PairedBase):
         scanners: Sequence[str] | None = None,
         nan_policy: str = "raise",
         higher_is_better: bool | None = None,
+        empty_pairs: str | None = None,
         **score_kwargs: Any,
     ) -> None:
         if callable(score):
@@ -216,6 +235,13 @@ class PairedConsistency(_PairedBase):
         self.ignore_index = ignore_index
         self.score_kwargs = score_kwargs
         self._is_dice = not callable(score) and score == "dice"
+        self._reports_empty = self._is_dice or bool(getattr(score, "reports_empty", False))
+        if empty_pairs is not None and not self._reports_empty:
+            msg = f"empty_pairs applies to the 'dice' score only, not {self.score!r}."
+            raise ValueError(msg)
+        self.empty_pairs = (
+            _check_empty_pairs(empty_pairs or DEFAULT_EMPTY_PAIRS) if self._reports_empty else None
+        )
         if self._is_dice and self.classes is not None:
             self._fixed_values: np.ndarray | None = _resolve_class_values(
                 -1, self.num_classes, self.classes, ignore_background=self.ignore_background
@@ -233,6 +259,7 @@ class PairedConsistency(_PairedBase):
         super().reset()
         self._buffer: dict[Any, dict[str, Any]] = {}
         self._scores: dict[tuple[str, str], dict[Any, float]] = {}
+        self._empty: dict[tuple[str, str], set[Any]] = {}
 
     @property
     def n_buffered(self) -> int:
@@ -257,8 +284,10 @@ class PairedConsistency(_PairedBase):
             raise ValueError(msg)
         return [np.array(row, copy=True) for row in arr]
 
-    def _score_rows(self, items_a: list[Any], items_b: list[Any]) -> np.ndarray:
-        """Vectorised scores of row-aligned item lists."""
+    def _score_rows(
+        self, items_a: list[Any], items_b: list[Any]
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Vectorised scores of row-aligned item lists, and the empty-vs-empty rows (Dice)."""
         if self._is_dice:
             a, b = _stack_packed(items_a), _stack_packed(items_b)
             values = self._fixed_values
@@ -266,14 +295,23 @@ class PairedConsistency(_PairedBase):
                 values = np.union1d(a.values, b.values)
                 if self.ignore_background:
                     values = values[values != 0]
-            scores = _dice_from_counts(*_dice_counts(a, b, values))
-            scores[a.bad | b.bad] = np.nan
-            return scores
+            counts = _dice_counts(a, b, values)
+            scores = _dice_from_counts(*counts)
+            bad = a.bad | b.bad
+            scores[bad] = np.nan
+            empty = _empty_from_counts(counts[1], counts[2], values) & ~bad
+            return _apply_empty_policy(scores, empty, str(self.empty_pairs)), empty
         stacked_a, stacked_b = np.stack(items_a), np.stack(items_b)
         kwargs = dict(self.score_kwargs)
         if self.score in PAIR_SCORES and self._func is PAIR_SCORES[self.score][0]:
             kwargs["nan_policy"] = self.nan_policy
-        return np.asarray(self._func(stacked_a, stacked_b, **kwargs), dtype=np.float64)
+        out = self._func(stacked_a, stacked_b, **kwargs)
+        if not self._reports_empty:
+            return np.asarray(out, dtype=np.float64), None
+        scores, empty = (np.asarray(v) for v in out)
+        empty = empty.astype(bool)
+        scores = _apply_empty_policy(scores.astype(np.float64), empty, str(self.empty_pairs))
+        return scores, empty
 
     # -- public API ----------------------------------------------------------- #
     def update(
@@ -303,7 +341,7 @@ class PairedConsistency(_PairedBase):
     def _update_scanner(self, ids: list[Any], scanner: str, arr: np.ndarray) -> None:
         self._register(ids, scanner)
         items = self._prepare(arr)
-        new_scores: list[tuple[tuple[str, str], list[Any], np.ndarray]] = []
+        new_scores: list[tuple[tuple[str, str], list[Any], np.ndarray, np.ndarray | None]] = []
         for other in self._scanner_order:
             if other == scanner:
                 continue
@@ -311,22 +349,27 @@ class PairedConsistency(_PairedBase):
             if not rows:
                 continue
             partners = [self._buffer[ids[i]][other] for i in rows]
-            scores = self._score_rows(partners, [items[i] for i in rows])
-            new_scores.append((self._pair_key(other, scanner), [ids[i] for i in rows], scores))
+            scores, empty = self._score_rows(partners, [items[i] for i in rows])
+            key = self._pair_key(other, scanner)
+            new_scores.append((key, [ids[i] for i in rows], scores, empty))
         self._commit(ids, scanner)  # state changes only after every score succeeded
-        for key, sids, scores in new_scores:
+        for key, sids, scores, empty in new_scores:
             bucket = self._scores.setdefault(key, {})
             bucket.update(zip(sids, scores.tolist(), strict=True))
+            if empty is not None:
+                self._empty.setdefault(key, set()).update(
+                    sid for sid, e in zip(sids, empty.tolist(), strict=True) if e
+                )
         for sid, item in zip(ids, items, strict=True):
             self._buffer.setdefault(sid, {})[scanner] = item
             if self.scanners is not None and len(self._buffer[sid]) == len(self.scanners):
                 del self._buffer[sid]  # every pair of this specimen is scored
 
-    def compute(self) -> PairConsistency:
+    def compute(self) -> PairConsistencyResult:
         """Average the accumulated per-sample scores per scanner pair.
 
         Returns:
-            A :class:`~tia_scanner_robust.metrics.functional.PairConsistency`;
+            A :class:`~tia_scanner_robust.metrics.functional.PairConsistencyResult`;
             ``per_sample`` rows follow the order in which specimens arrived
             (NaN where a specimen lacks that pair).
 
@@ -334,17 +377,24 @@ class PairedConsistency(_PairedBase):
         scanners = self._check_ready()
         specimens = list(self._specimen_order)
         per_sample = {}
+        empty: dict[tuple[str, str], np.ndarray] | None = {} if self._reports_empty else None
         for key, bucket in self._scores.items():
             values = np.full(len(specimens), np.nan)
             for sid, value in bucket.items():
                 values[self._specimen_order[sid]] = value
             per_sample[key] = values
+            if empty is not None:
+                mask = np.zeros(len(specimens), dtype=bool)
+                mask[[self._specimen_order[sid] for sid in self._empty.get(key, ())]] = True
+                empty[key] = mask
         return _aggregate_pairs(
             scanners,
             per_sample,
             self.score,
             higher_is_better=self.higher_is_better,
             specimen_ids=specimens,
+            empty=empty,
+            empty_pairs=self.empty_pairs,
         )
 
 
@@ -441,8 +491,8 @@ class PairedRetrieval(_PairedBase):
             self._commit(batch_ids, name)
             store.update(zip(batch_ids, np.array(arr[rows], copy=True), strict=True))
 
-    def compute(self) -> dict[str, PairConsistency]:
-        """Top-k accuracy per pair: ``{"top1": PairConsistency, "top3": ...}``."""
+    def compute(self) -> dict[str, PairConsistencyResult]:
+        """Top-k accuracy per pair: ``{"top1": PairConsistencyResult, "top3": ...}``."""
         scanners = self._check_ready()
         specimens = list(self._specimen_order)
         per_k: dict[int, dict[tuple[str, str], np.ndarray]] = {k: {} for k in self.ks}
@@ -560,10 +610,6 @@ class CoVAccumulator:
         )
 
 
-#: torchmetrics-style alias named in the agreed API.
-CoVMetric = CoVAccumulator
-
-
 class ScannerConsistency:
     """The consistency metrics of one task behind a single ``update``.
 
@@ -577,7 +623,7 @@ class ScannerConsistency:
         scanners: Expected scanners in canonical order (frees buffers early).
         nan_policy: ``"raise"`` or ``"omit"``.
         **kwargs: Dice options (``num_classes``, ``classes``,
-            ``ignore_background``, ``ignore_index``) or retrieval options
+            ``ignore_background``, ``ignore_index``, ``empty_pairs``) or retrieval options
             (``ks``, ``direction``, ``gallery``, ``chunk_size``).
 
     Examples:
@@ -599,8 +645,8 @@ class ScannerConsistency:
         nan_policy: str = "raise",
         **kwargs: Any,
     ) -> None:
-        self.task = check_in_choices(task, TASKS, "task")
-        dice_keys = {"num_classes", "classes", "ignore_background", "ignore_index"}
+        self.task = check_in_choices(task, TASK_METRICS, "task")
+        dice_keys = {"num_classes", "classes", "ignore_background", "ignore_index", "empty_pairs"}
         topk_keys = {"ks", "direction", "gallery", "chunk_size"}
         allowed = {"segmentation": dice_keys, "classification": set(), "embedding": topk_keys}
         unknown = set(kwargs) - allowed[task]
@@ -629,9 +675,9 @@ class ScannerConsistency:
         for metric in self.metrics.values():
             metric.update(specimen_ids, scanner, outputs)
 
-    def compute(self) -> dict[str, PairConsistency]:
-        """``{metric name: PairConsistency}`` (retrieval as ``top1``, ``top3``...)."""
-        out: dict[str, PairConsistency] = {}
+    def compute(self) -> dict[str, PairConsistencyResult]:
+        """``{metric name: PairConsistencyResult}`` (retrieval as ``top1``, ``top3``...)."""
+        out: dict[str, PairConsistencyResult] = {}
         for name, metric in self.metrics.items():
             result = metric.compute()
             if isinstance(result, dict):
@@ -644,3 +690,7 @@ class ScannerConsistency:
         """Reset every metric."""
         for metric in self.metrics.values():
             metric.reset()
+
+
+# ``CoVMetric``: deprecated alias of :class:`CoVAccumulator` (warns on access).
+__getattr__ = deprecated_aliases(__name__, {"CoVMetric": CoVAccumulator})

@@ -15,7 +15,8 @@ from tia_scanner_robust._lazy import lazy_exports
 
 _EXPORTS: dict[str, str] = {
     "MILSlidePredictor": "mil_predictor",
-    "load_mil_checkpoint": "mil_predictor",
+    "load_mil_checkpoint": "mil",
+    "build_mil_model": "mil",
     "CLASSICAL_CLASS_DICT": "classical",
     "ColourDeconvolutionSegmenter": "classical",
     "classical_ioconfig": "classical",
@@ -24,7 +25,7 @@ _EXPORTS: dict[str, str] = {
     "imagenet_normalise": "segmentation",
     "IMAGENET_MEAN": "segmentation",
     "IMAGENET_STD": "segmentation",
-    "CHECKPOINT_FORMAT": "segmentation",
+    "SMP_CHECKPOINT_FORMAT": "segmentation",
     "MILModel": "mil",
     "MIL_CONFIG_KEYS": "mil",
     "ProjectionMLP": "mil",
@@ -43,11 +44,11 @@ _EXPORTS: dict[str, str] = {
 
 __all__ = [
     "AGGREGATORS",
-    "CHECKPOINT_FORMAT",
     "CLASSICAL_CLASS_DICT",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "MIL_CONFIG_KEYS",
+    "SMP_CHECKPOINT_FORMAT",
     "ABMILAggregator",
     "ColourDeconvolutionSegmenter",
     "DSMILAggregator",
@@ -58,6 +59,7 @@ __all__ = [
     "ProjectionMLP",
     "SlotMILAggregator",
     "SmpSegmentationModel",
+    "build_mil_model",
     "classical_ioconfig",
     "clean_label_maps",
     "create_aggregator",

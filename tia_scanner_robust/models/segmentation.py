@@ -46,25 +46,27 @@ import torch
 from tiatoolbox.models.engine.io_config import IOSegmentorConfig
 from tiatoolbox.models.models_abc import ModelABC
 
-from tia_scanner_robust._io import atomic_open
+from tia_scanner_robust._constants import IMAGENET_MEAN, IMAGENET_STD
+from tia_scanner_robust._io import atomic_open, to_jsonable
+from tia_scanner_robust._validation import (
+    check_in_choices,
+    load_state_dict_checked,
+    safe_torch_load,
+)
 
 if TYPE_CHECKING:
     from torch import nn
 
 __all__ = [
-    "CHECKPOINT_FORMAT",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
+    "SMP_CHECKPOINT_FORMAT",
     "SmpSegmentationModel",
     "imagenet_normalise",
 ]
 
-#: ImageNet channel means (RGB, in [0, 1]).
-IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
-#: ImageNet channel standard deviations (RGB, in [0, 1]).
-IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 #: Format tag written into checkpoints by :meth:`SmpSegmentationModel.save_checkpoint`.
-CHECKPOINT_FORMAT = "tia_scanner_robust.smp_segmentation/1"
+SMP_CHECKPOINT_FORMAT = "tia_scanner_robust.smp_segmentation/1"
 
 _UNITS = ("mpp", "power", "baseline", "level")
 
@@ -160,9 +162,7 @@ class SmpSegmentationModel(ModelABC):
         if not 0 < stride <= int(patch_size):
             msg = f"stride must be in [1, patch_size={patch_size}], got {stride}."
             raise ValueError(msg)
-        if units not in _UNITS:
-            msg = f"Unknown units {units!r}; valid values: {', '.join(_UNITS)}."
-            raise ValueError(msg)
+        check_in_choices(units, _UNITS, "units")
         if float(resolution) <= 0:
             msg = f"resolution must be > 0, got {resolution!r}."
             raise ValueError(msg)
@@ -192,7 +192,7 @@ class SmpSegmentationModel(ModelABC):
             "class_dict": None
             if class_dict is None
             else {int(k): str(v) for k, v in class_dict.items()},
-            "model_kwargs": _plain(model_kwargs),
+            "model_kwargs": to_jsonable(model_kwargs, allow_nan=True),
         }
         self.class_dict = self.config["class_dict"]
 
@@ -269,7 +269,7 @@ class SmpSegmentationModel(ModelABC):
 
         """
         payload = {
-            "format": CHECKPOINT_FORMAT,
+            "format": SMP_CHECKPOINT_FORMAT,
             "config": copy.deepcopy(self.config),
             "state_dict": {k: v.detach().cpu() for k, v in self.state_dict().items()},
         }
@@ -330,7 +330,13 @@ class SmpSegmentationModel(ModelABC):
         if not path.is_file():
             msg = f"Checkpoint file not found: {path}"
             raise FileNotFoundError(msg)
-        payload = torch.load(path, map_location=map_location, weights_only=True)
+        payload = safe_torch_load(
+            path,
+            what="checkpoint",
+            expected="a segmentation checkpoint ('config' and 'state_dict') saved by "
+            "SmpSegmentationModel.save_checkpoint or the plugin's Trainer",
+            map_location=map_location,
+        )
         if not isinstance(payload, dict):
             msg = f"{path} is not a tia_scanner_robust checkpoint (not a dict)."
             raise ValueError(msg)
@@ -344,14 +350,5 @@ class SmpSegmentationModel(ModelABC):
             )
             raise ValueError(msg)
         model = cls.from_config(config)
-        model.load_state_dict(state, strict=True)
+        load_state_dict_checked(model, state, source=f"checkpoint {path}")
         return model.eval()
-
-
-def _plain(value: Any) -> Any:
-    """Convert tuples to lists recursively so configs survive ``weights_only`` loads."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value

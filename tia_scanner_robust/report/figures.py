@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
     from matplotlib.figure import Figure
 
-    from tia_scanner_robust.engines.consistency import ExamplePair
+    from tia_scanner_robust.engines.results import ExamplePair
     from tia_scanner_robust.metrics.functional import PairConsistency
 
 __all__ = [
@@ -241,7 +241,7 @@ def plot_example_pair(
     captions.
 
     Args:
-        example: An :class:`~tia_scanner_robust.engines.consistency.ExamplePair`.
+        example: An :class:`~tia_scanner_robust.engines.results.ExamplePair`.
         path: PNG destination.
         class_dict: Class index -> name (legend).
         dpi: Resolution.

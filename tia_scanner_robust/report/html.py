@@ -3,7 +3,7 @@
 :func:`write_report` writes, into one folder:
 
 - ``report.json``: every number of the
-  :class:`~tia_scanner_robust.engines.consistency.EvaluationResult`
+  :class:`~tia_scanner_robust.engines.results.EvaluationResult`
   (configuration, per pair, per scanner, per sample, average / minimum / worst
   pair, CoV, task metrics, versions, timings) plus the paired-analysis
   summary, as strict JSON (NaN written as ``null``);
@@ -16,7 +16,7 @@ Every file is written atomically.
 
 Examples:
     >>> import tempfile, pathlib
-    >>> from tia_scanner_robust.engines.consistency import EvaluationResult
+    >>> from tia_scanner_robust.engines.results import EvaluationResult
     >>> from tia_scanner_robust.metrics.functional import pairwise_consistency
     >>> pc = pairwise_consistency({"A": [0, 1, 1], "B": [0, 1, 0], "C": [1, 1, 0]}, "agreement")
     >>> result = EvaluationResult(
@@ -29,8 +29,8 @@ Examples:
     ...     "agreement",
     ... )
     >>> paths = write_report(result, pathlib.Path(tempfile.mkdtemp()))
-    >>> sorted(p.name for p in paths.values())[:2]
-    ['pair_matrix_agreement.png', 'report.html']
+    >>> sorted(p.name for p in paths.values())[:3]
+    ['pair_distribution_agreement.png', 'pair_matrix_agreement.png', 'report.html']
     >>> "http://" in paths["html"].read_text()
     False
 
@@ -48,21 +48,34 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tia_scanner_robust._io import atomic_write_text
+from tia_scanner_robust._io import atomic_write_text, to_jsonable
 from tia_scanner_robust.report import figures
+from tia_scanner_robust.report.distributions import plot_pair_distribution, plot_truth_overlays
 
 if TYPE_CHECKING:
-    from tia_scanner_robust.engines.consistency import EvaluationResult
+    from collections.abc import Collection, Sequence
 
-__all__ = ["REPORT_VERSION", "render_html", "write_report"]
+    from tia_scanner_robust.engines.results import EvaluationResult
+    from tia_scanner_robust.engines.unpaired_results import UnpairedResult
+
+__all__ = [
+    "PAGE_CSS",
+    "REPORT_VERSION",
+    "embed_png",
+    "format_cell",
+    "html_table",
+    "render_html",
+    "write_report",
+]
 
 #: Version of the report.json layout.
 REPORT_VERSION = 1
 
-_CSS = """
+#: The stylesheet of every HTML page of the package (evaluation and comparison reports).
+PAGE_CSS = """
 body { font-family: -apple-system, 'Segoe UI', Roboto, Helvetica, Arial, sans-serif;
        color: #1d2330; background: #f4f6f9; margin: 0; }
-main { max-width: 1120px; margin: 0 auto; padding: 24px 28px 48px; background: #fff; }
+main { max-width: 1180px; margin: 0 auto; padding: 24px 28px 48px; background: #fff; }
 h1 { font-size: 1.6em; margin: 0 0 4px; }
 h2 { font-size: 1.25em; margin: 34px 0 10px; padding-bottom: 4px;
      border-bottom: 2px solid #e3e7ee; }
@@ -81,9 +94,12 @@ th { background: #eef1f6; font-weight: 600; }
 th:first-child, td:first-child { text-align: left; }
 tr:nth-child(even) td { background: #fafbfd; }
 tr.worst td { background: #ffe3e3; font-weight: 600; }
+tr.best td { background: #e8f5e9; font-weight: 600; }
 .figure { margin: 10px 0 18px; text-align: center; }
 .figure img { max-width: 100%; border: 1px solid #e3e7ee; border-radius: 6px; }
 .figure .caption { font-size: 0.88em; color: #5b6475; margin-top: 4px; }
+.side { display: flex; flex-wrap: wrap; gap: 14px; }
+.side > div { flex: 1 1 360px; }
 .note { font-size: 0.9em; color: #414a5c; background: #f3f6fb; border-left: 4px solid #7c93c3;
         padding: 8px 12px; margin: 10px 0; }
 details { margin: 8px 0; }
@@ -101,7 +117,14 @@ _SCORE_TEXT = {
 }
 
 
-def _fmt(value: Any, digits: int = 4) -> str:
+def format_cell(value: Any, digits: int = 4) -> str:
+    """One table cell's text: numbers rounded, ``None``/NaN as ``n/a``, the rest HTML-escaped.
+
+    Examples:
+        >>> format_cell(0.123456), format_cell(float("nan")), format_cell(3), format_cell("<a>")
+        ('0.1235', 'n/a', '3', '&lt;a&gt;')
+
+    """
     if value is None:
         return "n/a"
     if isinstance(value, (bool, np.bool_)):
@@ -113,7 +136,17 @@ def _fmt(value: Any, digits: int = 4) -> str:
     return html.escape(str(value))
 
 
-def _img(path: Path, caption: str = "", *, max_width: int | None = None) -> str:
+def embed_png(path: str | Path, caption: str = "", *, max_width: int | None = None) -> str:
+    """A ``<div class="figure">`` with the PNG at ``path`` inline (base64 ``data:`` URI).
+
+    Examples:
+        >>> import tempfile, pathlib
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "x.png"
+        >>> _ = path.write_bytes(b"png")
+        >>> embed_png(path, "a <b>")
+        '<div class="figure"><img alt="a &lt;b&gt;" src="data:image/png;base64,cG5n"><div class="caption">a &lt;b&gt;</div></div>'
+
+    """  # noqa: E501 - one doctest output line
     data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
     cap = f'<div class="caption">{html.escape(caption)}</div>' if caption else ""
     alt = html.escape(caption or Path(path).stem)
@@ -133,12 +166,33 @@ def _card(label: str, value: str, sub: str = "", *, bad: bool = False) -> str:
     )
 
 
-def _table(header: list[str], rows: list[list[str]], highlight: set[int] | None = None) -> str:
-    highlight = highlight or set()
+def html_table(
+    header: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    highlight: Collection[int] = (),
+    *,
+    row_class: str = "worst",
+) -> str:
+    """An HTML table; the rows at the ``highlight`` indices get ``class="<row_class>"``.
+
+    Args:
+        header: Column titles (escaped here).
+        rows: Cells, already HTML (see :func:`format_cell`).
+        highlight: Indices of the highlighted rows.
+        row_class: CSS class of those rows (``"worst"``: red, ``"best"``: green).
+
+    Returns:
+        The ``<table>`` element.
+
+    Examples:
+        >>> html_table(["a", "b"], [["1", "2"]], {0}, row_class="best")
+        '<table><thead><tr><th>a</th><th>b</th></tr></thead><tbody><tr class="best"><td>1</td><td>2</td></tr></tbody></table>'
+
+    """  # noqa: E501 - one doctest output line
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = []
     for i, row in enumerate(rows):
-        cls = ' class="worst"' if i in highlight else ""
+        cls = f' class="{row_class}"' if i in highlight else ""
         body.append(f"<tr{cls}>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
@@ -158,12 +212,12 @@ def _pairs_table(result: EvaluationResult) -> str:
         rows.append(
             [
                 html.escape(f"{pair[0]} vs {pair[1]}"),
-                _fmt(primary.pairs[pair]),
-                _fmt(primary.n_samples.get(pair)),
-                *[_fmt(result.consistency[n].pairs.get(pair)) for n in others],
+                format_cell(primary.pairs[pair]),
+                format_cell(primary.n_samples.get(pair)),
+                *[format_cell(result.consistency[n].pairs.get(pair)) for n in others],
             ]
         )
-    return _table(header, rows, highlight)
+    return html_table(header, rows, highlight)
 
 
 def _pretty(result: EvaluationResult, key: str) -> str:
@@ -185,6 +239,22 @@ def _pretty(result: EvaluationResult, key: str) -> str:
     return labels.get(key, key.replace("_", " "))
 
 
+def _model_has_class(result: EvaluationResult, key: str) -> bool:
+    """``mean_fraction_<k>`` columns only for the model's named classes and predicted ones.
+
+    A WSI evaluation of a model without a class dictionary counts up to 256
+    label values; the table keeps the classes the model names and those it
+    predicted somewhere.
+    """
+    if not key.startswith("mean_fraction_"):
+        return True
+    index = int(key.rsplit("_", 1)[1])
+    if index in {int(k) for k in result.class_dict or {}}:
+        return True
+    values = [row.get(key) for row in result.per_scanner.values()]
+    return any(v is not None and math.isfinite(v) and v > 0 for v in values)
+
+
 def _scanner_table(result: EvaluationResult) -> str:
     primary = result.primary_result
     matrix = np.asarray(primary.matrix, dtype=np.float64)
@@ -202,6 +272,7 @@ def _scanner_table(result: EvaluationResult) -> str:
         k
         for k in keys
         if not isinstance(next(iter(result.per_scanner.values())).get(k), np.ndarray)
+        and _model_has_class(result, k)
     ]
     header = ["scanner", f"mean {result.primary} vs others", *[_pretty(result, k) for k in keys]]
     rows, highlight = [], set()
@@ -212,8 +283,8 @@ def _scanner_table(result: EvaluationResult) -> str:
         if scanner in worst:
             highlight.add(i)
         label = html.escape(scanner) + (" (reference)" if i == 0 else "")
-        rows.append([label, _fmt(mean_vs), *[_fmt(row.get(k)) for k in keys]])
-    return _table(header, rows, highlight)
+        rows.append([label, format_cell(mean_vs), *[format_cell(row.get(k)) for k in keys]])
+    return html_table(header, rows, highlight)
 
 
 def _cov_html(result: EvaluationResult) -> str:
@@ -228,14 +299,14 @@ def _cov_html(result: EvaluationResult) -> str:
         )
         more = f" and {len(cov.excluded) - 10} more" if len(cov.excluded) > 10 else ""
         parts.append(
-            _table(
+            html_table(
                 ["CoV across", "CoV", "mean sigma", "specimens used", "excluded"],
                 [
                     [
                         html.escape(name),
-                        _fmt(cov.cov),
-                        _fmt(cov.mean_sigma),
-                        _fmt(cov.n_used),
+                        format_cell(cov.cov),
+                        format_cell(cov.mean_sigma),
+                        format_cell(cov.n_used),
                         (excluded + more) or "none",
                     ]
                 ],
@@ -258,6 +329,7 @@ def render_html(
     *,
     title: str | None = None,
     analysis: dict[str, Any] | None = None,
+    unpaired: UnpairedResult | None = None,
 ) -> str:
     """Build the self-contained HTML page (figures embedded as data URIs).
 
@@ -267,28 +339,34 @@ def render_html(
         title: Page title.
         analysis: The paired-analysis summary (from
             :func:`~tia_scanner_robust.metrics.analysis.deviation_summary`).
+        unpaired: The unpaired protocol's result on the same data (a section
+            of its own: per-scanner performance against ground truth).
 
     Returns:
         The HTML text.
 
     """
     primary = result.primary_result
-    title = title or f"Scanner consistency report: {result.model}"
+    title = title or f"Scanner consistency report: {_model_label(result)}"
     worst = primary.worst_pair
     worst_text = html.escape(" vs ".join(worst)) if worst else "n/a"
     when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     cards = [
-        _card(f"average {result.primary}", _fmt(primary.average, 3), "over scanner pairs"),
+        _card(f"average {result.primary}", format_cell(primary.average, 3), "over scanner pairs"),
         _card(
             f"worst-pair {result.primary}",
-            _fmt(primary.worst, 3),
+            format_cell(primary.worst, 3),
             f"pair: {worst_text}",
             bad=True,
         ),
     ]
     if result.cov is not None:
         cards.append(
-            _card("CoV across scanners", _fmt(result.cov.cov, 3), f"{result.cov.n_used} specimens")
+            _card(
+                "CoV across scanners",
+                format_cell(result.cov.cov, 3),
+                f"{result.cov.n_used} specimens",
+            )
         )
     cards.append(
         _card("data", f"{len(result.scanners)} x {len(result.sample_ids)}", "scanners x specimens")
@@ -299,7 +377,7 @@ def render_html(
             f'<p class="meta">task <b>{html.escape(result.task)}</b> '
             f"({html.escape(result.mode)} mode, "
             f"engine {html.escape(str(result.config.get('engine', '')))}) &middot; model "
-            f"<b>{html.escape(result.model)}</b> &middot; reference scanner "
+            f"<b>{html.escape(_model_label(result))}</b> &middot; reference scanner "
             f"<b>{html.escape(result.scanners[0])}</b> &middot; {when}</p>"
         ),
         f'<div class="cards">{"".join(cards)}</div>',
@@ -314,7 +392,7 @@ def render_html(
     ]
     if "pair_matrix" in figure_paths:
         sections.append(
-            _img(
+            embed_png(
                 figure_paths["pair_matrix"],
                 f"{result.primary} per scanner pair; worst pair outlined in red",
                 max_width=720,
@@ -324,8 +402,9 @@ def render_html(
         key = f"pair_matrix_{name}"
         if name != result.primary and key in figure_paths:
             sections.append(f"<h3>{html.escape(name)}</h3>")
-            sections.append(_img(figure_paths[key], f"{name} per scanner pair", max_width=720))
+            sections.append(embed_png(figure_paths[key], f"{name} per scanner pair", max_width=720))
     sections += ["<h2>Scanner pairs (worst first)</h2>", _pairs_table(result)]
+    sections += _extra_figures(result, figure_paths)
     sections += ["<h2>Per scanner</h2>", _scanner_table(result)]
     cov_html = _cov_html(result)
     if cov_html or "per_scanner" in figure_paths:
@@ -333,21 +412,12 @@ def render_html(
         sections.append(cov_html)
         if "per_scanner" in figure_paths:
             sections.append(
-                _img(
+                embed_png(
                     figure_paths["per_scanner"],
                     "one line per specimen: flat lines mean a scanner-robust model",
                 )
             )
-    examples = [k for k in figure_paths if k.startswith("example_")]
-    if examples:
-        sections.append("<h2>Worst pair: example predictions</h2>")
-        for key in sorted(examples):
-            sections.append(
-                _img(
-                    figure_paths[key],
-                    "the same specimen scanned by the two scanners of the worst pair",
-                )
-            )
+    sections += _example_sections(result, figure_paths)
     analysis_keys = [k for k in ("rgb_analysis", "feature_analysis") if k in figure_paths]
     if analysis_keys:
         sections.append("<h2>Paired versus unpaired analysis</h2>")
@@ -358,22 +428,23 @@ def render_html(
             "(SCORPION, section 2.2).</div>"
         )
         for key in analysis_keys:
-            sections.append(_img(figure_paths[key], key.replace("_", " ")))
+            sections.append(embed_png(figure_paths[key], key.replace("_", " ")))
         if analysis and analysis.get("rgb"):
             rows = [
                 [
                     html.escape(s),
-                    _fmt(v.get("centroid_shift"), 2),
-                    _fmt(v.get("paired_mean_norm"), 2),
+                    format_cell(v.get("centroid_shift"), 2),
+                    format_cell(v.get("paired_mean_norm"), 2),
                 ]
                 for s, v in analysis["rgb"]["scanners"].items()
             ]
             sections.append(
-                _table(
+                html_table(
                     ["scanner", "unpaired centroid shift (RGB stats)", "mean paired deviation"],
                     rows,
                 )
             )
+    sections += _unpaired_sections(unpaired, figure_paths)
     details = {
         "Configuration": result.config,
         "Timings (seconds)": result.timings,
@@ -381,7 +452,7 @@ def render_html(
     }
     sections.append("<h2>Run details</h2>")
     for label, payload in details.items():
-        text = json.dumps(_jsonable(payload), indent=2, allow_nan=False)
+        text = json.dumps(to_jsonable(payload), indent=2, allow_nan=False)
         sections.append(
             f"<details><summary>{html.escape(label)}</summary><pre>{html.escape(text)}</pre></details>"
         )
@@ -392,15 +463,127 @@ def render_html(
     body = "\n".join(sections)
     return (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        f"<title>{html.escape(title)}</title>\n<style>{_CSS}</style>\n</head>\n"
+        f"<title>{html.escape(title)}</title>\n<style>{PAGE_CSS}</style>\n</head>\n"
         f"<body><main>\n{body}\n</main></body>\n</html>\n"
     )
 
 
-def _jsonable(obj: Any) -> Any:
-    from tia_scanner_robust.metrics.functional import to_jsonable  # noqa: PLC0415
+def _example_figures(
+    result: EvaluationResult, out_dir: Path, figure_paths: dict[str, Path]
+) -> None:
+    """Worst and typical pairs (``example_<kind>_pair_<k>.png``), with truth overlays."""
+    counts: dict[str, int] = {}
+    for i, example in enumerate(result.examples):
+        kind = getattr(example, "kind", "worst")
+        k = counts[kind] = counts.get(kind, -1) + 1
+        figure_paths[f"example_{i}"] = figures.plot_example_pair(
+            example, out_dir / f"example_{kind}_pair_{k}.png", class_dict=result.class_dict
+        )
+        truths = getattr(example, "truths", None)
+        mapped = getattr(example, "truth_predictions", None)
+        if truths is None or mapped is None:
+            continue
+        rows = [
+            {
+                "image": image,
+                "truth": truth,
+                "prediction": pred,
+                "title": f"{scanner} ({kind})\n{example.specimen_id}",
+            }
+            for scanner, image, truth, pred in zip(
+                example.scanners, example.images, truths, mapped, strict=True
+            )
+        ]
+        figure_paths[f"truth_{i}"] = plot_truth_overlays(
+            rows, out_dir / f"truth_{kind}_pair_{k}.png", class_names=_mask_names(result, truths)
+        )
 
-    return to_jsonable(obj)
+
+def _mask_names(result: EvaluationResult, truths: Sequence[np.ndarray]) -> dict[int, str]:
+    """Legend names of mask values: the model's class names mapped through ``target_map``."""
+    from tia_scanner_robust.engines.unpaired_results import target_names  # noqa: PLC0415
+
+    top = max(int(np.max(t, initial=0)) for t in truths)
+    names = result.class_dict or {}
+    mapping = result.config.get("target_map")
+    if mapping is None and result.model == "builtin" and top <= 1:
+        mapping = {0: 0, 1: 0, 2: 1}  # the evaluator's default for the builtin model
+    if mapping:
+        mapped = target_names(names, {int(k): int(v) for k, v in mapping.items()}) or {}
+        return {k: f"mask {k} / predicted {v}" for k, v in mapped.items()}
+    return {k: names.get(k, f"mask value {k}") for k in range(top + 1)}
+
+
+def _example_sections(result: EvaluationResult, figure_paths: dict[str, Path]) -> list[str]:
+    """The worst pair's examples and the typical ones, each beside its truth overlay."""
+    out: list[str] = []
+    for kind, heading, caption in (
+        (
+            "worst",
+            "Worst pair: example predictions",
+            "the same specimen scanned by the two scanners of the worst pair (lowest score)",
+        ),
+        (
+            "typical",
+            "Typical specimen on the worst pair",
+            "a specimen whose score on the worst pair is closest to the median",
+        ),
+    ):
+        keys = [
+            i
+            for i, example in enumerate(result.examples)
+            if getattr(example, "kind", "worst") == kind and f"example_{i}" in figure_paths
+        ]
+        if not keys:
+            continue
+        out.append(f"<h2>{html.escape(heading)}</h2>")
+        for i in keys:
+            out.append(embed_png(figure_paths[f"example_{i}"], caption))
+            if f"truth_{i}" in figure_paths:
+                out.append(
+                    embed_png(figure_paths[f"truth_{i}"], "prediction against the ground truth")
+                )
+    return out
+
+
+def _extra_figures(result: EvaluationResult, figure_paths: dict[str, Path]) -> list[str]:
+    """The per-specimen distribution of the pair scores, with their intervals."""
+    if "pair_distribution" not in figure_paths:
+        return []
+    caption = (
+        f"{result.primary} of every specimen per scanner pair, worst pair first; red: the pair "
+        "score and its 95% bootstrap interval (when computed)"
+    )
+    return [embed_png(figure_paths["pair_distribution"], caption, max_width=1000)]
+
+
+def _unpaired_sections(unpaired: UnpairedResult | None, figure_paths: dict[str, Path]) -> list[str]:
+    """The unpaired protocol's section of a paired report (both protocols in one report)."""
+    if unpaired is None:
+        return []
+    from tia_scanner_robust.report.unpaired import unpaired_section  # noqa: PLC0415
+
+    return [
+        "<h2>Per-scanner performance against ground truth (unpaired protocol)</h2>",
+        unpaired_section(unpaired, figure_paths, heading="h3"),
+    ]
+
+
+def _model_label(result: EvaluationResult) -> str:
+    """The model as the user named it: a checkpoint's path, not only ``checkpoint:best.pt``.
+
+    Examples:
+        >>> from types import SimpleNamespace
+        >>> _model_label(
+        ...     SimpleNamespace(model="checkpoint:best.pt", config={"model": "runs/a/best.pt"})
+        ... )
+        'runs/a/best.pt'
+
+    """
+    spec = str(result.config.get("model") or "")
+    if spec and spec != result.model and str(result.model).startswith("checkpoint:"):
+        return spec
+    return str(result.model)
 
 
 def _primary_scalar_values(result: EvaluationResult) -> tuple[str, dict[str, list[float]]] | None:
@@ -422,6 +605,7 @@ def write_report(
     analysis: bool = True,
     projection: str = "umap",
     dpi: int = 120,
+    unpaired: UnpairedResult | None = None,
 ) -> dict[str, Path]:
     """Write ``report.json``, the PNG figures and ``report.html`` into ``out_dir``.
 
@@ -434,6 +618,10 @@ def write_report(
             :func:`~tia_scanner_robust.metrics.analysis.plot_paired_unpaired`.
         projection: Feature projection of that analysis (``"umap"`` or ``"pca"``).
         dpi: Figure resolution.
+        unpaired: The unpaired protocol's result on the same data (from
+            :func:`~tia_scanner_robust.engines.unpaired.unpaired_from_paired`):
+            both protocols in one report (``report.json`` key
+            ``"domain_generalisation"``).
 
     Returns:
         Dict with ``"json"``, ``"html"`` and one entry per figure.
@@ -461,16 +649,16 @@ def write_report(
             figure_paths[f"pair_matrix_{name}"] = figures.plot_pair_matrix(
                 pc, out_dir / f"pair_matrix_{name}.png", dpi=dpi
             )
+    figure_paths["pair_distribution"] = plot_pair_distribution(
+        primary, out_dir / f"pair_distribution_{result.primary}.png", dpi=dpi
+    )
     scalar = _primary_scalar_values(result)
     if scalar is not None:
         label, values = scalar
         figure_paths["per_scanner"] = figures.plot_per_scanner(
             values, out_dir / "per_scanner.png", ylabel=label, sample_ids=result.sample_ids, dpi=dpi
         )
-    for i, example in enumerate(result.examples):
-        figure_paths[f"example_{i}"] = figures.plot_example_pair(
-            example, out_dir / f"example_worst_pair_{i}.png", class_dict=result.class_dict
-        )
+    _example_figures(result, out_dir, figure_paths)
     analysis_summary: dict[str, Any] = {}
     if analysis:
         analysis_summary = _analysis(result, out_dir, figure_paths, projection=projection)
@@ -478,10 +666,17 @@ def write_report(
     report = result.to_dict()
     report["report_version"] = REPORT_VERSION
     report["analysis"] = analysis_summary or None
+    if unpaired is not None:
+        from tia_scanner_robust.report.unpaired import unpaired_figures  # noqa: PLC0415
+
+        figure_paths.update(unpaired_figures(unpaired, out_dir, dpi=dpi))
+        report["domain_generalisation"] = unpaired.to_dict()
     report["figures"] = {k: p.name for k, p in figure_paths.items()}
     json_path = out_dir / "report.json"
-    atomic_write_text(json_path, json.dumps(_jsonable(report), indent=2, allow_nan=False) + "\n")
-    html_text = render_html(result, figure_paths, title=title, analysis=analysis_summary)
+    atomic_write_text(json_path, json.dumps(to_jsonable(report), indent=2, allow_nan=False) + "\n")
+    html_text = render_html(
+        result, figure_paths, title=title, analysis=analysis_summary, unpaired=unpaired
+    )
     html_path = atomic_write_text(out_dir / "report.html", html_text)
     return {"json": json_path, "html": html_path, **figure_paths}
 

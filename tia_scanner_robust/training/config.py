@@ -52,10 +52,13 @@ from typing import Any, ClassVar, TypeVar
 
 import yaml
 
+from tia_scanner_robust._io import to_jsonable
+from tia_scanner_robust._validation import check_in_choices, read_utf8_text
+
 __all__ = [
     "OPTIMIZERS",
     "SCHEDULERS",
-    "TASKS",
+    "TRAINING_TASKS",
     "DataConfig",
     "ExperimentConfig",
     "HookConfig",
@@ -68,8 +71,9 @@ __all__ = [
 OPTIMIZERS: tuple[str, ...] = ("adam", "adamw", "sgd")
 #: Learning-rate schedules (stepped once per optimiser step).
 SCHEDULERS: tuple[str, ...] = ("none", "cosine", "step")
-#: Tasks: decides the default loss and validation metric.
-TASKS: tuple[str, ...] = ("segmentation", "classification")
+#: Training tasks (``TrainerConfig.task``): the built-in task adapter of
+#: :mod:`~tia_scanner_robust.training.tasks`, i.e. the default loss and validation metrics.
+TRAINING_TASKS: tuple[str, ...] = ("segmentation", "classification")
 
 _C = TypeVar("_C", bound="_ConfigBase")
 
@@ -95,17 +99,7 @@ class _ConfigBase:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (lists instead of tuples) suitable for YAML, JSON and checkpoints."""
-        return _plain(dataclasses.asdict(self))  # type: ignore[call-overload]
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    return value
+        return to_jsonable(dataclasses.asdict(self), allow_nan=True)  # type: ignore[call-overload]
 
 
 def _name(cls: object, field_name: str) -> str:
@@ -142,11 +136,12 @@ def _check_float(
     setattr(obj, name, float(value))
 
 
+#: Values of ``DataConfig.style_device``.
+STYLE_DEVICES: tuple[str, ...] = ("cpu", "batch")
+
+
 def _check_choice(obj: object, name: str, choices: tuple[str, ...]) -> None:
-    value = getattr(obj, name)
-    if value not in choices:
-        msg = f"{_name(obj, name)} must be one of {', '.join(map(repr, choices))}; got {value!r}."
-        raise ValueError(msg)
+    check_in_choices(getattr(obj, name), choices, _name(obj, name))
 
 
 def _check_triplet(obj: object, name: str) -> None:
@@ -264,7 +259,7 @@ class TrainerConfig(_ConfigBase):
             msg = f"TrainerConfig.amp must be true, false or 'auto'; got {self.amp!r}."
             raise ValueError(msg)
         _check_float(self, "grad_clip_norm", minimum=0.0, strict=True, allow_none=True)
-        _check_choice(self, "task", TASKS)
+        _check_choice(self, "task", TRAINING_TASKS)
         if self.target_key is None:
             self.target_key = "mask" if self.task == "segmentation" else "label"
         for name in ("image_key", "target_key", "monitor", "device", "output_dir"):
@@ -363,6 +358,12 @@ class DataConfig(_ConfigBase):
             pipeline (a :func:`~tia_scanner_robust.augmentations.style_augmentation`
             name such as ``"colorjitter"``), the paper's "SA" rows.
         style_p: Probability of that style augmentation.
+        style_device: Where that style augmentation runs: ``"cpu"`` (default,
+            in the DataLoader workers, per image) or ``"batch"`` (deferred to
+            the training device, on the whole batch, by a
+            :class:`~tia_scanner_robust.training.simcons.BatchStyleHook` placed
+            before the configured hooks; the workers then only decode, crop,
+            flip, blur and add noise).
 
     """
 
@@ -378,8 +379,10 @@ class DataConfig(_ConfigBase):
     noise_p: float = 0.2
     style_augmentation: str | None = None
     style_p: float = 0.5
+    style_device: str = "cpu"
 
     def __post_init__(self) -> None:
+        _check_choice(self, "style_device", STYLE_DEVICES)
         for name in ("train_dir", "val_dir", "style_augmentation"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, (str, Path)) or not str(value)):
@@ -490,7 +493,7 @@ def load_config(path: str | Path) -> ExperimentConfig:
         msg = f"Config file not found: {path}"
         raise FileNotFoundError(msg)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.safe_load(read_utf8_text(path, "config file"))
     except yaml.YAMLError as err:
         msg = f"Invalid YAML in {path}: {err}"
         raise ValueError(msg) from err

@@ -39,15 +39,19 @@ import cv2
 import numpy as np
 import torch
 
-from tia_scanner_robust._validation import read_rgb_image
+from tia_scanner_robust._validation import check_in_choices, read_rgb_image
+from tia_scanner_robust.data.readers import check_mask_values, read_mask
 from tia_scanner_robust.training.state import derive_seed, reseed_transform
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from tia_scanner_robust.training.hooks import Hook
+
 __all__ = [
     "IMAGE_EXTENSIONS",
     "SegmentationFolderDataset",
+    "batch_style_hook",
     "build_eval_transform",
     "build_train_transform",
     "derive_seed",
@@ -84,6 +88,7 @@ def build_train_transform(
     noise_p: float = 0.2,
     style_augmentation: A.BasicTransform | A.BaseCompose | str | None = None,
     style_p: float = 0.5,
+    style_device: str = "cpu",
 ) -> A.Compose:
     """The paper's ordinary training augmentations, plus optional crop and style.
 
@@ -100,6 +105,9 @@ def build_train_transform(
         style_augmentation: A transform, a name for
             :func:`tia_scanner_robust.augmentations.style_augmentation`, or ``None``.
         style_p: ``p`` passed to a named style augmentation.
+        style_device: ``"cpu"`` (the style augmentation is part of this
+            pipeline) or ``"batch"`` (left out: it runs on the training device,
+            see :func:`batch_style_hook`).
 
     Returns:
         An ``A.Compose`` taking ``image=`` and ``mask=``.
@@ -110,6 +118,9 @@ def build_train_transform(
         ['HorizontalFlip', 'VerticalFlip', 'GaussianBlur', 'GaussNoise']
 
     """
+    check_in_choices(style_device, ("cpu", "batch"), "style_device")
+    if style_device == "batch":
+        style_augmentation = None  # deferred to the device (batch_style_hook)
     if isinstance(style_augmentation, str):
         # Lazy: the presets module imports every style augmentation.
         from tia_scanner_robust.augmentations import (  # noqa: PLC0415
@@ -132,6 +143,29 @@ def build_train_transform(
         flip_p=flip_p, blur_p=blur_p, noise_p=noise_p, style=style_augmentation
     )
     return A.Compose(transforms)
+
+
+def batch_style_hook(
+    style_augmentation: A.BasicTransform | A.BaseCompose | str | None,
+    style_p: float = 0.5,
+    style_device: str = "cpu",
+) -> Hook | None:
+    """The hook that styles the batch on the device for ``style_device="batch"``, else ``None``.
+
+    Examples:
+        >>> batch_style_hook("fda", 0.5, "cpu") is None
+        True
+        >>> type(batch_style_hook("randstainna", 0.5, "batch")).__name__
+        'BatchStyleHook'
+
+    """
+    check_in_choices(style_device, ("cpu", "batch"), "style_device")
+    if style_device == "cpu" or style_augmentation is None:
+        return None
+    # Lazy: the hook module loads the batched augmentations on demand.
+    from tia_scanner_robust.training.simcons import BatchStyleHook  # noqa: PLC0415
+
+    return BatchStyleHook(style_augmentation, p=style_p)
 
 
 def build_eval_transform(crop_size: int | None = None) -> A.Compose | None:
@@ -181,36 +215,6 @@ def _list_files(folder: Path) -> dict[str, Path]:
             raise ValueError(msg)
         files[path.stem] = path
     return files
-
-
-def read_mask(path: str | Path) -> np.ndarray:
-    """Read a label-map mask as ``(H, W)`` int64 (grey PNG; equal RGB channels accepted).
-
-    Raises:
-        FileNotFoundError: If the file does not exist.
-        ValueError: If it cannot be decoded or is a colour image with unequal channels.
-
-    """
-    path = Path(path)
-    if not path.is_file():
-        msg = f"Mask file not found: {path}"
-        raise FileNotFoundError(msg)
-    data = np.fromfile(path, dtype=np.uint8)
-    mask = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-    if mask is None:
-        msg = f"Could not decode mask file: {path}"
-        raise ValueError(msg)
-    if mask.ndim == 3:
-        if mask.shape[-1] == 4:
-            mask = mask[..., :3]
-        if not (mask == mask[..., :1]).all():
-            msg = (
-                f"Mask {path} is a colour image with unequal channels; masks must be "
-                "single-channel label maps (pixel value = class index)."
-            )
-            raise ValueError(msg)
-        mask = mask[..., 0]
-    return mask.astype(np.int64)
 
 
 class SegmentationFolderDataset(torch.utils.data.Dataset):
@@ -304,21 +308,14 @@ class SegmentationFolderDataset(torch.utils.data.Dataset):
     def _check_mask(self, mask: np.ndarray, index: int) -> None:
         if self.num_classes is None:
             return
-        bad = (mask < 0) | (mask >= self.num_classes)
-        if self.ignore_index is not None:
-            bad &= mask != self.ignore_index
-        if bad.any():
-            labels = np.unique(mask[bad]).tolist()[:10]
-            msg = (
-                f"Mask {self.mask_paths[index]} holds label(s) {labels} "
-                f"outside [0, {self.num_classes - 1}]."
-            )
-            raise ValueError(msg)
+        check_mask_values(
+            mask, self.num_classes, self.mask_paths[index], ignore_index=self.ignore_index
+        )
 
     def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """Read image and mask ``index`` without augmentation."""
         image = read_rgb_image(self.image_paths[index])
-        mask = read_mask(self.mask_paths[index])
+        mask = read_mask(self.mask_paths[index]).astype(np.int64)
         if image.shape[:2] != mask.shape:
             msg = (
                 f"Image {self.image_paths[index]} is {image.shape[:2]} but its mask "

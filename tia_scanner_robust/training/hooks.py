@@ -177,6 +177,7 @@ HOOK_REGISTRY: dict[str, type[Hook]] = {}
 #: Built-in hooks that register themselves when their module is imported.
 _BUILTIN_MODULES: dict[str, str] = {
     "simcons": "tia_scanner_robust.training.simcons",
+    "batch_style": "tia_scanner_robust.training.simcons",
     "scangen": "tia_scanner_robust.training.scangen",
 }
 

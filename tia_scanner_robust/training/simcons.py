@@ -23,6 +23,17 @@ How a training step runs with :class:`SimConsHook` (batch of ``B`` items):
 A step therefore costs about twice a plain step (twice the images through
 the network); compare variants at equal optimiser steps.
 
+Where the second view is made (``style_device``): by default (``"auto"``)
+the style augmentation runs on the whole batch **on the training device**
+(``trainer.device``) with the torch implementations of
+:mod:`tia_scanner_robust.augmentations.batched` whenever it has a batched
+version (ColorJitter, RandStainNA, FDA, the scanner simulator and their
+combinations; see
+:func:`~tia_scanner_robust.augmentations.batched.batched_version`), and the
+concatenated ``2B`` batch stays on that device. ``style_device="cpu"`` keeps
+the per-image albumentations path on the CPU; ``"batch"`` requires a batched
+version. Other transforms and plain callables always use the CPU path.
+
 The augmentation is seeded from ``(seed, global_step, rank)``, so the hook is
 stateless and a resumed run draws the same views.
 
@@ -54,7 +65,14 @@ from tia_scanner_robust.training.state import derive_seed, reseed_transform
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["BATCH_SIZE_KEY", "SUPERVISE_CHOICES", "SimConsHook", "metadata_keys"]
+__all__ = [
+    "BATCH_SIZE_KEY",
+    "STYLE_DEVICES",
+    "SUPERVISE_CHOICES",
+    "BatchStyleHook",
+    "SimConsHook",
+    "metadata_keys",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +81,8 @@ BATCH_SIZE_KEY = "simcons_batch_size"
 #: Values of ``supervise``.
 SUPERVISE_CHOICES: tuple[str, ...] = ("first", "both")
 _FDA_REFERENCES = ("batch", "none")
+#: Values of ``style_device``: where the second view is made.
+STYLE_DEVICES: tuple[str, ...] = ("auto", "batch", "cpu")
 _SEED_SALT = 0x5C0A5  # decorrelates the hook's stream from the data pipeline's
 
 
@@ -101,7 +121,9 @@ class SimConsHook(Hook):
 
     Args:
         style_augmentation: The style augmentation ``SA``: an albumentations
-            transform/composition, a preset name for
+            transform/composition, a
+            :class:`~tia_scanner_robust.augmentations.batched.BatchStyleAugment`,
+            a preset name for
             :func:`tia_scanner_robust.augmentations.style_augmentation`
             (e.g. ``"colorjitter"``, ``"randstainna"``, ``"fda"``,
             ``"colorjitter+fda"``; built with ``p=1.0`` unless
@@ -125,6 +147,10 @@ class SimConsHook(Hook):
         style_kwargs: Keyword arguments for a preset name.
         seed: Seed of the augmentation stream (default: the trainer's seed).
         image_key: Batch key of the images (default: the trainer's ``image_key``).
+        style_device: ``"auto"`` (default: on the training device when a
+            batched version exists, else the CPU path), ``"batch"`` (always
+            batched; an error if there is none) or ``"cpu"`` (always the
+            per-image albumentations path).
 
     Raises:
         ValueError: On invalid options.
@@ -151,6 +177,7 @@ class SimConsHook(Hook):
         style_kwargs: dict[str, Any] | None = None,
         seed: int | None = None,
         image_key: str | None = None,
+        style_device: str = "auto",
     ) -> None:
         if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not lam >= 0:
             msg = f"lam must be a number >= 0, got {lam!r}."
@@ -171,9 +198,16 @@ class SimConsHook(Hook):
         self.fda_references = fda_references
         self.seed = seed
         self.image_key = image_key
+        if style_device not in STYLE_DEVICES:
+            msg = (
+                f"Unknown style_device {style_device!r}; valid values: {', '.join(STYLE_DEVICES)}."
+            )
+            raise ValueError(msg)
+        self.style_device = style_device
         self.transform = self._resolve(style_augmentation, dict(style_kwargs or {}))
         self._is_albumentations = hasattr(self.transform, "set_random_state")
         self._metadata_keys = metadata_keys(self.transform)
+        self.batched = self._batched_version()
         # Validate the loss options now; the mode may still change at fit start.
         self._loss_kwargs = {
             "denominator": denominator,
@@ -204,10 +238,35 @@ class SimConsHook(Hook):
             raise TypeError(msg)
         return style
 
+    def _batched_version(self) -> Any:
+        """The batched augmentation used on the device, or ``None`` for the CPU path."""
+        if self.style_device == "cpu":
+            return None
+        # Lazy: the batched package imports torch.fft code and every style augmentation.
+        from tia_scanner_robust.augmentations.batched import (  # noqa: PLC0415
+            BatchStyleAugment,
+            batched_version,
+        )
+
+        if isinstance(self.transform, BatchStyleAugment):
+            return self.transform
+        batched = batched_version(self.transform) if self._is_albumentations else None
+        needs_bank = self.fda_references == "none" and self._metadata_keys
+        if batched is not None and needs_bank:
+            batched = None  # FDA without batch references uses its own bank: keep the CPU path
+        if batched is None and self.style_device == "batch":
+            msg = (
+                f"style_device='batch' but {type(self.transform).__name__} has no batched "
+                "version (use style_device='auto' or 'cpu')."
+            )
+            raise ValueError(msg)
+        return batched
+
     def __repr__(self) -> str:
+        where = "device (batched)" if self.batched is not None else "cpu"
         return (
             f"SimConsHook(style_augmentation={type(self.transform).__name__}, lam={self.lam}, "
-            f"supervise={self.supervise!r}, loss={self.loss!r})"
+            f"supervise={self.supervise!r}, style on {where}, loss={self.loss!r})"
         )
 
     # ------------------------------------------------------------------ helpers
@@ -239,8 +298,28 @@ class SimConsHook(Hook):
             raise ValueError(msg)
         return out
 
+    def augment_tensor(self, images: torch.Tensor, seed: int) -> torch.Tensor:
+        """Batched ``SA`` of a ``(B, H, W, 3)`` uint8 tensor on its device, seeded by ``seed``.
+
+        Raises:
+            ValueError: If the hook has no batched augmentation (``self.batched``).
+
+        """
+        if self.batched is None:
+            msg = "SimConsHook.augment_tensor needs a batched style augmentation."
+            raise ValueError(msg)
+        generator = torch.Generator().manual_seed(int(seed))
+        return self.batched(images, generator=generator, channels_last=True)
+
     def augment_batch(self, images: np.ndarray, seed: int) -> np.ndarray:
-        """``SA`` applied to every image of an ``(B, H, W, 3)`` uint8 batch, seeded by ``seed``."""
+        """``SA`` applied to every image of an ``(B, H, W, 3)`` uint8 batch, seeded by ``seed``.
+
+        Uses the batched augmentation (on the CPU) when the hook has one, so
+        the result equals the second view :meth:`on_batch_start` builds on a
+        CPU trainer.
+        """
+        if self.batched is not None:
+            return self.augment_tensor(torch.from_numpy(np.ascontiguousarray(images)), seed).numpy()
         b = images.shape[0]
         if self._is_albumentations:
             reseed_transform(self.transform, seed)
@@ -269,20 +348,28 @@ class SimConsHook(Hook):
             raise KeyError(msg)
         images = batch[key]
         as_numpy = isinstance(images, np.ndarray)
-        images_np = images if as_numpy else images.detach().cpu().numpy()
-        if images_np.dtype != np.uint8 or images_np.ndim != 4 or images_np.shape[-1] != 3:
+        dtype_ok = images.dtype == (np.uint8 if as_numpy else torch.uint8)
+        if not dtype_ok or images.ndim != 4 or images.shape[-1] != 3:
+            dtype = images.dtype if as_numpy else str(images.dtype).replace("torch.", "")
             msg = (
                 "SimConsHook needs uint8 RGB images (B, H, W, 3) before normalisation in "
-                f"batch[{key!r}]; got {images_np.dtype} {images_np.shape}."
+                f"batch[{key!r}]; got {dtype} {tuple(images.shape)}."
             )
             raise TypeError(msg)
-        b = images_np.shape[0]
-        augmented = self.augment_batch(np.ascontiguousarray(images_np), self._step_seed(trainer))
+        b = images.shape[0]
         new = {k: _repeat_rows(v, b) for k, v in batch.items() if k != key}
-        if as_numpy:
-            new[key] = np.concatenate([images_np, augmented])
+        seed = self._step_seed(trainer)
+        if self.batched is not None and not as_numpy:
+            device = getattr(trainer, "device", None) or images.device
+            on_device = images.to(device, non_blocking=True)
+            new[key] = torch.cat([on_device, self.augment_tensor(on_device, seed)])
+        elif as_numpy:
+            new[key] = np.concatenate(
+                [images, self.augment_batch(np.ascontiguousarray(images), seed)]
+            )
         else:
-            new[key] = torch.cat([images, torch.from_numpy(augmented)])
+            augmented = self.augment_batch(images.detach().cpu().numpy(), seed)
+            new[key] = torch.cat([images, torch.from_numpy(augmented).to(images.device)])
         rows = batch.get("supervised_mask")
         first = (
             torch.ones(b, dtype=torch.bool)
@@ -315,3 +402,116 @@ class SimConsHook(Hook):
         if trainer is not None and hasattr(trainer, "log_scalar"):
             trainer.log_scalar("consistency_unweighted", cons)
         return {**losses, "consistency": self.lam * cons}
+
+
+_BATCH_STYLE_SALT = 0xBA7C5  # decorrelates the batch style stream from SimCons'
+
+
+@register_hook("batch_style")
+class BatchStyleHook(Hook):
+    """Style-augment the training batch on the training device (``DataConfig.style_device: batch``).
+
+    The data pipeline's style augmentation, moved out of the DataLoader
+    workers: ``on_batch_start`` moves ``batch[image_key]`` (uint8
+    ``(B, H, W, 3)``) to ``trainer.device`` and applies the batched version of
+    the style augmentation
+    (:class:`~tia_scanner_robust.augmentations.batched.BatchStyleAugment`,
+    each sample with probability ``p``), seeded from ``(seed, global_step,
+    rank)``. Put it before a SimCons hook, so that SimCons' second view is a
+    second draw on the already styled batch, as with the CPU pipeline. On the
+    device the style runs after the workers' blur and noise (the CPU pipeline
+    applies it before them).
+
+    Args:
+        style_augmentation: A preset name for
+            :func:`~tia_scanner_robust.augmentations.style_augmentation`, an
+            albumentations transform with a batched version, or a
+            :class:`~tia_scanner_robust.augmentations.batched.BatchStyleAugment`.
+        p: Per-sample probability (for a preset name).
+        style_kwargs: Keyword arguments of a preset name.
+        seed: Seed of the stream (default: the trainer's seed).
+        image_key: Batch key of the images (default: the trainer's ``image_key``).
+
+    Raises:
+        ValueError: If the style augmentation has no batched version.
+
+    Examples:
+        >>> import torch
+        >>> hook = BatchStyleHook("colorjitter", p=1.0)
+        >>> batch = {"image": torch.full((2, 8, 8, 3), 120, dtype=torch.uint8)}
+        >>> out = hook.on_batch_start(None, batch)
+        >>> out["image"].shape, bool((out["image"] != batch["image"]).any())
+        (torch.Size([2, 8, 8, 3]), True)
+
+    """
+
+    def __init__(
+        self,
+        style_augmentation: Any = "colorjitter",
+        p: float = 0.5,
+        *,
+        style_kwargs: dict[str, Any] | None = None,
+        seed: int | None = None,
+        image_key: str | None = None,
+    ) -> None:
+        # Lazy: the batched package imports every style augmentation.
+        from tia_scanner_robust.augmentations import style_augmentation as make  # noqa: PLC0415
+        from tia_scanner_robust.augmentations.batched import (  # noqa: PLC0415
+            BatchStyleAugment,
+            batched_version,
+        )
+
+        if isinstance(style_augmentation, BatchStyleAugment):
+            batched = style_augmentation
+        else:
+            transform = (
+                make(style_augmentation, **{"p": p, **(style_kwargs or {})})
+                if isinstance(style_augmentation, str)
+                else style_augmentation
+            )
+            batched = batched_version(transform)
+        if batched is None:
+            msg = (
+                f"style_device='batch' needs a style augmentation with a batched version; "
+                f"{style_augmentation!r} has none (use style_device='cpu')."
+            )
+            raise ValueError(msg)
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+            msg = f"seed must be a non-negative int or None, got {seed!r}."
+            raise ValueError(msg)
+        self.augment = batched
+        self.seed = seed
+        self.image_key = image_key
+
+    def __repr__(self) -> str:
+        return f"BatchStyleHook({self.augment!r})"
+
+    def on_batch_start(self, trainer: Any, batch: dict[str, Any]) -> dict[str, Any]:
+        """Style ``batch[image_key]`` on the trainer's device (uint8 ``(B, H, W, 3)``)."""
+        config = getattr(trainer, "config", None)
+        key = self.image_key or getattr(config, "image_key", "image")
+        images = batch.get(key)
+        if images is None:
+            msg = f"BatchStyleHook: the batch has no {key!r} entry; keys: {sorted(batch)}."
+            raise KeyError(msg)
+        if isinstance(images, np.ndarray):
+            images = torch.from_numpy(images)
+        if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+            msg = (
+                "BatchStyleHook needs uint8 RGB images (B, H, W, 3) before normalisation in "
+                f"batch[{key!r}]; got {images.dtype} {tuple(images.shape)}."
+            )
+            raise TypeError(msg)
+        base = self.seed if self.seed is not None else getattr(config, "seed", 0)
+        seed = derive_seed(
+            base,
+            _BATCH_STYLE_SALT,
+            getattr(trainer, "global_step", 0),
+            getattr(trainer, "rank", 0),
+        )
+        device = getattr(trainer, "device", None) or images.device
+        generator = torch.Generator().manual_seed(int(seed))
+        styled = self.augment(
+            images.to(device, non_blocking=True), generator=generator, channels_last=True
+        )
+        return {**batch, key: styled}

@@ -1,4 +1,4 @@
-"""Run-state helpers of the trainer: seeds, RNG capture/restore, resumable samplers.
+"""Run-state helpers of the trainer: seeds, RNG capture/restore, resumable samplers, loaders.
 
 :func:`derive_seed` turns keys such as ``(seed, epoch, index)`` into a seed,
 and :func:`reseed_transform` gives an albumentations transform a fresh
@@ -23,6 +23,7 @@ Examples:
 from __future__ import annotations
 
 import logging
+import math
 import random
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +33,9 @@ import torch
 from tia_scanner_robust.seeding import reseed_transform
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Callable, Iterable, Iterator
+
+    from tia_scanner_robust.training.config import TrainerConfig
 
 __all__ = [
     "ShardSampler",
@@ -41,6 +44,9 @@ __all__ = [
     "derive_seed",
     "reseed_transform",
     "restore_rng_state",
+    "steps_per_epoch",
+    "train_loader",
+    "val_loader",
 ]
 
 logger = logging.getLogger(__name__)
@@ -153,3 +159,107 @@ class ShardSampler(torch.utils.data.Sampler[int]):
 
     def __len__(self) -> int:
         return len(self.indices)
+
+
+# ----------------------------------------------------------------------------- loaders
+def steps_per_epoch(n_items: int, batch_size: int, *, world_size: int, drop_last: bool) -> int:
+    """Optimiser steps of one epoch on each rank (a rank gets ``ceil(n / world)`` items).
+
+    Raises:
+        ValueError: If the dataset is empty or too small for one batch per rank.
+
+    Examples:
+        >>> steps_per_epoch(10, 4, world_size=1, drop_last=True)
+        2
+        >>> steps_per_epoch(10, 4, world_size=2, drop_last=False)
+        2
+
+    """
+    if n_items == 0:
+        msg = "train_dataset is empty."
+        raise ValueError(msg)
+    per_rank = math.ceil(n_items / world_size)
+    steps = per_rank // batch_size if drop_last else math.ceil(per_rank / batch_size)
+    if steps == 0:
+        msg = (
+            f"train_dataset has {n_items} items: fewer than one batch of {batch_size} "
+            f"per rank (world size {world_size}) with drop_last=True."
+        )
+        raise ValueError(msg)
+    return steps
+
+
+def train_loader(
+    dataset: Any,
+    config: TrainerConfig,
+    *,
+    epoch: int,
+    skip_batches: int,
+    rank: int,
+    world_size: int,
+    device: torch.device,
+    collate_fn: Callable[[list[Any]], Any] | None = None,
+) -> torch.utils.data.DataLoader:
+    """The training loader of one epoch (of one rank), ``skip_batches`` batches in.
+
+    The order is a function of ``(config.seed, epoch)`` (a shuffled
+    ``DistributedSampler``) and the workers' generator of
+    ``(config.seed, epoch, rank)``, so a resumed epoch continues the
+    uninterrupted one. A dataset with ``set_epoch`` is told the epoch first.
+
+    Examples:
+        >>> from tia_scanner_robust.training.config import TrainerConfig
+        >>> config = TrainerConfig(batch_size=2, drop_last=False)
+        >>> loader = train_loader(
+        ...     list(range(5)),
+        ...     config,
+        ...     epoch=0,
+        ...     skip_batches=1,
+        ...     rank=0,
+        ...     world_size=1,
+        ...     device=torch.device("cpu"),
+        ... )
+        >>> sum(len(b) for b in loader)
+        3
+
+    """
+    if hasattr(dataset, "set_epoch"):
+        dataset.set_epoch(epoch)
+    sampler = torch.utils.data.DistributedSampler(
+        dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=config.seed
+    )
+    sampler.set_epoch(epoch)
+    generator = torch.Generator()
+    generator.manual_seed(derive_seed(config.seed, epoch, rank))
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_size=config.batch_size,
+        sampler=SkipSampler(sampler, skip_batches * config.batch_size),
+        num_workers=config.num_workers,
+        collate_fn=collate_fn,
+        drop_last=config.drop_last,
+        generator=generator,
+        pin_memory=device.type == "cuda",
+    )
+
+
+def val_loader(
+    dataset: Any,
+    config: TrainerConfig,
+    *,
+    rank: int,
+    world_size: int,
+    device: torch.device,
+    collate_fn: Callable[[list[Any]], Any] | None = None,
+) -> torch.utils.data.DataLoader:
+    """The validation loader of one rank (every item on exactly one rank, in order)."""
+    if hasattr(dataset, "set_epoch"):
+        dataset.set_epoch(0)
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_size=config.val_batch_size or config.batch_size,
+        sampler=ShardSampler(len(dataset), rank, world_size),
+        num_workers=config.num_workers,
+        collate_fn=collate_fn,
+        pin_memory=device.type == "cuda",
+    )

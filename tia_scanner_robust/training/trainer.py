@@ -6,30 +6,35 @@ TIAToolbox is inference-only; this trainer fills the gap for any
 
 - Train/validation loops with tqdm bars; Adam/AdamW/SGD; cosine/step/no
   schedule (stepped per optimiser step); AMP on CUDA; gradient clipping.
-- Default loss: cross-entropy + soft Dice (segmentation) or cross-entropy
-  (classification); replace it with ``loss_fn=`` or by overriding
-  :meth:`Trainer.compute_loss`.
+- Tasks: a small task adapter (:mod:`tia_scanner_robust.training.tasks`)
+  supplies the model inputs and targets of a batch, the default supervised
+  loss (cross-entropy + soft Dice for segmentation, cross-entropy for
+  classification; ``loss_fn=`` replaces it) and the validation metrics;
+  MIL uses :class:`~tia_scanner_robust.training.mil.MILTask`. A new task is
+  an adapter, not a trainer subclass.
 - Validation: ``val_loss`` and ``val_dice`` (per class, pooled over the
   whole validation set, averaged over the foreground classes present) or
   ``val_accuracy``; the best epoch on ``config.monitor`` goes to ``best.pt``.
 - Hooks (:mod:`tia_scanner_robust.training.hooks`) add loss terms, transform
   batches, add metrics.
-- Checkpoints: ``last.pt`` (every ``checkpoint_every_n_steps`` steps and at
-  every epoch end, atomically) holds the model, optimiser, scheduler, AMP
+- Checkpoints (:mod:`~tia_scanner_robust.training.checkpoint`): ``last.pt``
+  (every ``checkpoint_every_n_steps`` steps and at every epoch end,
+  atomically) holds the model, optimiser, scheduler, AMP
   scaler, counters, hook states and every RNG state (Python, NumPy, torch
   CPU/CUDA, per rank); data order and augmentations are functions of
   ``(seed, epoch[, index])``, so a run resumed from any checkpoint continues
   the uninterrupted trajectory (bit for bit on the CPU).
-- Distributed: under ``torchrun`` (``WORLD_SIZE > 1``) the trainer joins the
-  process group (gloo on CPU, NCCL on CUDA), wraps the model in DDP, shards
-  data with ``DistributedSampler``, reduces metrics over ranks and lets rank 0
-  alone write files.
-- Logs: ``metrics.jsonl`` and ``metrics.csv`` (one row per epoch),
-  ``steps.jsonl`` (every ``log_every_n_steps``), ``config.json``.
+- Distributed (:mod:`~tia_scanner_robust.training.distributed`): under
+  ``torchrun`` (``WORLD_SIZE > 1``) the trainer joins the process group
+  (gloo on CPU, NCCL on CUDA), wraps the model in DDP, shards data with
+  ``DistributedSampler``, reduces metrics over ranks and lets rank 0 alone
+  write files.
+- Logs (:mod:`~tia_scanner_robust.training.logs`): ``metrics.jsonl`` and
+  ``metrics.csv`` (one row per epoch), ``steps.jsonl`` (every
+  ``log_every_n_steps``), ``config.json``.
 
 Examples:
     >>> import tempfile, torch
-    >>> from torch.utils.data import TensorDataset
     >>> class DS(torch.utils.data.Dataset):
     ...     def __len__(self):
     ...         return 8
@@ -59,75 +64,55 @@ Examples:
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
-import json
 import logging
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
-import torch.distributed as dist
-import torch.nn.functional as F  # noqa: N812
 from torch import nn
 from tqdm.auto import tqdm
 
-from tia_scanner_robust._io import atomic_open, atomic_write_json, atomic_write_text
-from tia_scanner_robust.losses.functional import segmentation_loss
 from tia_scanner_robust.seeding import seed_everything
+from tia_scanner_robust.training.checkpoint import (
+    TRAINER_CHECKPOINT_FORMAT,
+    best_weights,
+    changed_trajectory_fields,
+    model_config_of,
+    read_resumable_checkpoint,
+    restore_hook_states,
+    write_checkpoint,
+)
 from tia_scanner_robust.training.config import TrainerConfig
+from tia_scanner_robust.training.distributed import init_distributed, resolve_device
 from tia_scanner_robust.training.hooks import Hook, create_hook, hook_state_keys
+from tia_scanner_robust.training.logs import RunLogs
+from tia_scanner_robust.training.optim import build_optimizer, build_scheduler
 from tia_scanner_robust.training.state import (
-    ShardSampler,
-    SkipSampler,
     capture_rng_state,
     derive_seed,
     restore_rng_state,
+    steps_per_epoch,
+    train_loader,
+    val_loader,
 )
+from tia_scanner_robust.training.tasks import TrainingTask, create_task
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-    from tia_scanner_robust.training.config import ExperimentConfig
-
 __all__ = [
-    "CHECKPOINT_FORMAT",
     "SUPERVISED_MASK_KEY",
     "FitResult",
     "Trainer",
-    "build_trainer",
 ]
 
 logger = logging.getLogger(__name__)
 
-#: Format tag of the trainer's checkpoints.
-CHECKPOINT_FORMAT = "tia_scanner_robust.trainer/1"
 #: Batch key of the optional ``(N,)`` bool tensor selecting supervised rows.
 SUPERVISED_MASK_KEY = "supervised_mask"
-
-# Config fields whose change between a checkpoint and a resumed run alters the trajectory.
-_TRAJECTORY_FIELDS = (
-    "epochs",
-    "max_steps",
-    "batch_size",
-    "drop_last",
-    "optimizer",
-    "lr",
-    "weight_decay",
-    "momentum",
-    "scheduler",
-    "min_lr",
-    "step_epochs",
-    "gamma",
-    "grad_clip_norm",
-    "task",
-    "seed",
-)
 
 
 # ----------------------------------------------------------------------------- results
@@ -169,18 +154,6 @@ def _to_float_outputs(outputs: Any) -> Any:
     return outputs
 
 
-def _logits_of(outputs: Any) -> torch.Tensor:
-    if isinstance(outputs, torch.Tensor):
-        return outputs
-    if isinstance(outputs, dict) and isinstance(outputs.get("logits"), torch.Tensor):
-        return outputs["logits"]
-    msg = (
-        "The default loss and metrics need the model to return a logits tensor or a dict with "
-        f"a 'logits' tensor; got {type(outputs).__name__}. Pass loss_fn= or override compute_loss."
-    )
-    raise TypeError(msg)
-
-
 def _select_rows(value: Any, rows: torch.Tensor) -> Any:
     if isinstance(value, torch.Tensor) and value.ndim and value.shape[0] == rows.shape[0]:
         return value[rows.to(value.device)]
@@ -189,7 +162,6 @@ def _select_rows(value: Any, rows: torch.Tensor) -> Any:
     return value
 
 
-# ----------------------------------------------------------------------------- trainer
 class Trainer:
     """Train a model with hooks, exact resume and optional DDP.
 
@@ -206,6 +178,9 @@ class Trainer:
         hooks: :class:`~tia_scanner_robust.training.hooks.Hook` instances or
             registered hook names.
         collate_fn: DataLoader collate function (default: torch's).
+        task: The task adapter (:class:`~tia_scanner_robust.training.tasks.TrainingTask`):
+            inputs, targets, default loss and validation metrics. Default:
+            the built-in adapter named by ``config.task``.
 
     Raises:
         ValueError: If a dataset is empty or too small for one batch.
@@ -244,27 +219,25 @@ class Trainer:
         | None = None,
         hooks: Sequence[Hook | str] = (),
         collate_fn: Callable[[list[Any]], Any] | None = None,
+        task: TrainingTask | None = None,
     ) -> None:
         if not isinstance(model, nn.Module):
             msg = f"model must be a torch.nn.Module, got {type(model).__name__}."
             raise TypeError(msg)
-        if config is None:
-            config = TrainerConfig()
-        elif isinstance(config, dict):
-            config = TrainerConfig.from_dict(config)
-        elif not isinstance(config, TrainerConfig):
-            msg = f"config must be a TrainerConfig or a dict, got {type(config).__name__}."
-            raise TypeError(msg)
+        config = self._as_config(config)
         self.config: TrainerConfig = config
         self.train_dataset = train_dataset
         self.val_dataset = val_dataset
         self.loss_fn = loss_fn
         self.collate_fn = collate_fn
+        self.task: TrainingTask = self._as_task(task, config)
         self.hooks: list[Hook] = [self._as_hook(h, i) for i, h in enumerate(hooks)]
         self._hook_keys = hook_state_keys(self.hooks)
 
-        self._setup_distributed()
-        self.device = self._resolve_device()
+        self.distributed = init_distributed(config.device)
+        self.rank, self.world_size = self.distributed.rank, self.distributed.world_size
+        self.local_rank = self.distributed.local_rank
+        self.device = resolve_device(config.device, self.distributed)
         seed_everything(
             config.seed if self.world_size == 1 else derive_seed(config.seed, self.rank),
             deterministic=config.deterministic,
@@ -276,14 +249,24 @@ class Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.forward_model = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
 
-        self.steps_per_epoch = self._count_steps_per_epoch()
+        self.steps_per_epoch = steps_per_epoch(
+            len(train_dataset),  # type: ignore[arg-type]
+            config.batch_size,
+            world_size=self.world_size,
+            drop_last=config.drop_last,
+        )
         self.total_steps = config.epochs * self.steps_per_epoch
         if config.max_steps is not None:
             self.total_steps = min(self.total_steps, config.max_steps)
 
         self.amp = self._resolve_amp()
-        self.optimizer = self._build_optimizer()
-        self.scheduler = self._build_scheduler()
+        self.optimizer = build_optimizer(self.model, config)
+        self.scheduler = build_scheduler(
+            self.optimizer,
+            config,
+            total_steps=self.total_steps,
+            steps_per_epoch=self.steps_per_epoch,
+        )
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
 
         self.output_dir = Path(config.output_dir)
@@ -297,7 +280,7 @@ class Trainer:
         self._epoch_count = 0
         self._step_scalars: dict[str, float | torch.Tensor] = {}
         self._finite_only: set[str] = set()
-        self._steps_file: Any = None
+        self._logs = RunLogs(self.output_dir, enabled=self.is_main_process)
         self._warned_monitor = False
         self._epoch_start_time = time.time()
 
@@ -319,6 +302,26 @@ class Trainer:
 
     # ------------------------------------------------------------------ setup
     @staticmethod
+    def _as_config(config: TrainerConfig | dict[str, Any] | None) -> TrainerConfig:
+        if config is None:
+            return TrainerConfig()
+        if isinstance(config, dict):
+            return TrainerConfig.from_dict(config)
+        if not isinstance(config, TrainerConfig):
+            msg = f"config must be a TrainerConfig or a dict, got {type(config).__name__}."
+            raise TypeError(msg)
+        return config
+
+    @staticmethod
+    def _as_task(task: TrainingTask | None, config: TrainerConfig) -> TrainingTask:
+        if task is None:
+            return create_task(config.task)
+        if not isinstance(task, TrainingTask):
+            msg = f"task must be a TrainingTask adapter, got {type(task).__name__}."
+            raise TypeError(msg)
+        return task
+
+    @staticmethod
     def _as_hook(hook: Hook | str, index: int) -> Hook:
         if isinstance(hook, str):
             return create_hook(hook)
@@ -330,58 +333,6 @@ class Trainer:
             raise TypeError(msg)
         return hook
 
-    def _setup_distributed(self) -> None:
-        self._owns_process_group = False
-        world = int(os.environ.get("WORLD_SIZE", "1"))
-        if dist.is_available() and dist.is_initialized():
-            self.rank, self.world_size = dist.get_rank(), dist.get_world_size()
-        elif world > 1:
-            if not dist.is_available():  # pragma: no cover - torch built without distributed
-                msg = "WORLD_SIZE > 1 but torch.distributed is not available."
-                raise RuntimeError(msg)
-            backend = (
-                "nccl" if torch.cuda.is_available() and self.config.device != "cpu" else "gloo"
-            )
-            dist.init_process_group(backend=backend)
-            self._owns_process_group = True
-            self.rank, self.world_size = dist.get_rank(), dist.get_world_size()
-        else:
-            self.rank, self.world_size = 0, 1
-        self.local_rank = int(os.environ.get("LOCAL_RANK", str(self.rank)))
-
-    def _count_steps_per_epoch(self) -> int:
-        cfg = self.config
-        n_train = len(self.train_dataset)  # type: ignore[arg-type]
-        if n_train == 0:
-            msg = "train_dataset is empty."
-            raise ValueError(msg)
-        per_rank = math.ceil(n_train / self.world_size)
-        if cfg.drop_last:
-            steps = per_rank // cfg.batch_size
-        else:
-            steps = math.ceil(per_rank / cfg.batch_size)
-        if steps == 0:
-            msg = (
-                f"train_dataset has {n_train} items: fewer than one batch of {cfg.batch_size} "
-                f"per rank (world size {self.world_size}) with drop_last=True."
-            )
-            raise ValueError(msg)
-        return steps
-
-    def _resolve_device(self) -> torch.device:
-        name = self.config.device
-        if name == "auto":
-            name = "cuda" if torch.cuda.is_available() else "cpu"
-        device = torch.device(name)
-        if device.type == "cuda":
-            if not torch.cuda.is_available():
-                msg = f"TrainerConfig.device is {self.config.device!r} but CUDA is not available."
-                raise ValueError(msg)
-            if device.index is None:
-                device = torch.device("cuda", self.local_rank if self.world_size > 1 else 0)
-            torch.cuda.set_device(device)
-        return device
-
     def _resolve_amp(self) -> bool:
         requested = self.config.amp
         if self.device.type != "cuda":
@@ -390,78 +341,37 @@ class Trainer:
             return False
         return requested in (True, "auto")
 
-    def _build_optimizer(self) -> torch.optim.Optimizer:
-        cfg = self.config
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        if not params:
-            msg = "The model has no trainable parameters."
-            raise ValueError(msg)
-        if cfg.optimizer == "adam":
-            return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        if cfg.optimizer == "adamw":
-            return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        return torch.optim.SGD(
-            params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
-        )
-
-    def _build_scheduler(self) -> torch.optim.lr_scheduler.LRScheduler | None:
-        cfg = self.config
-        if cfg.scheduler == "cosine":
-            return torch.optim.lr_scheduler.CosineAnnealingLR(
-                self.optimizer, T_max=max(1, self.total_steps), eta_min=cfg.min_lr
-            )
-        if cfg.scheduler == "step":
-            return torch.optim.lr_scheduler.StepLR(
-                self.optimizer, step_size=cfg.step_epochs * self.steps_per_epoch, gamma=cfg.gamma
-            )
-        return None
-
     # ------------------------------------------------------------------ data
     def _train_loader(self, epoch: int, skip_batches: int) -> torch.utils.data.DataLoader:
-        cfg = self.config
-        if hasattr(self.train_dataset, "set_epoch"):
-            self.train_dataset.set_epoch(epoch)
-        sampler = torch.utils.data.DistributedSampler(
-            self.train_dataset,  # type: ignore[arg-type]
-            num_replicas=self.world_size,
+        return train_loader(
+            self.train_dataset,
+            self.config,
+            epoch=epoch,
+            skip_batches=skip_batches,
             rank=self.rank,
-            shuffle=True,
-            seed=cfg.seed,
-        )
-        sampler.set_epoch(epoch)
-        generator = torch.Generator()
-        generator.manual_seed(derive_seed(cfg.seed, epoch, self.rank))
-        return torch.utils.data.DataLoader(
-            self.train_dataset,  # type: ignore[arg-type]
-            batch_size=cfg.batch_size,
-            sampler=SkipSampler(sampler, skip_batches * cfg.batch_size),
-            num_workers=cfg.num_workers,
+            world_size=self.world_size,
+            device=self.device,
             collate_fn=self.collate_fn,
-            drop_last=cfg.drop_last,
-            generator=generator,
-            pin_memory=self.device.type == "cuda",
         )
 
     def _val_loader(self) -> torch.utils.data.DataLoader:
-        cfg = self.config
-        if hasattr(self.val_dataset, "set_epoch"):
-            self.val_dataset.set_epoch(0)
-        return torch.utils.data.DataLoader(
-            self.val_dataset,  # type: ignore[arg-type]
-            batch_size=cfg.val_batch_size or cfg.batch_size,
-            sampler=ShardSampler(len(self.val_dataset), self.rank, self.world_size),  # type: ignore[arg-type]
-            num_workers=cfg.num_workers,
+        return val_loader(
+            self.val_dataset,
+            self.config,
+            rank=self.rank,
+            world_size=self.world_size,
+            device=self.device,
             collate_fn=self.collate_fn,
-            pin_memory=self.device.type == "cuda",
         )
 
-    def prepare_inputs(self, batch: dict[str, Any]) -> torch.Tensor:
-        """Move the batch's images to the device as model inputs.
+    def prepare_inputs(self, batch: dict[str, Any]) -> Any:
+        """The model inputs of a batch, on the device (the task adapter's).
 
-        A uint8 ``(N, H, W, C)`` tensor/array is scaled to ``[0, 1]``,
-        normalised with ``config.normalize_mean``/``normalize_std`` and
-        permuted to ``(N, C, H, W)``. A floating tensor is taken as
-        model-ready and only moved to the device.
+        For the built-in tasks a uint8 ``(N, H, W, C)`` tensor/array is
+        scaled to ``[0, 1]``, normalised with
+        ``config.normalize_mean``/``normalize_std`` and permuted to
+        ``(N, C, H, W)``; a floating tensor is taken as model-ready and only
+        moved to the device.
 
         Raises:
             KeyError: If the batch lacks ``config.image_key``.
@@ -469,41 +379,11 @@ class Trainer:
                 matching the normalisation statistics.
 
         """
-        key = self.config.image_key
-        if key not in batch:
-            msg = f"Batch has no {key!r} entry (TrainerConfig.image_key); keys: {sorted(batch)}."
-            raise KeyError(msg)
-        x = batch[key]
-        if isinstance(x, np.ndarray):
-            x = torch.from_numpy(x)
-        if not isinstance(x, torch.Tensor):
-            msg = f"batch[{key!r}] must be a tensor or array, got {type(x).__name__}."
-            raise TypeError(msg)
-        x = x.to(self.device, non_blocking=True)
-        if x.dtype != torch.uint8:
-            return x.float()
-        mean = torch.tensor(self.config.normalize_mean, device=self.device)
-        std = torch.tensor(self.config.normalize_std, device=self.device)
-        if x.ndim != 4 or x.shape[-1] != mean.numel():
-            msg = (
-                f"uint8 batch[{key!r}] must be (N, H, W, {mean.numel()}) (channels last), "
-                f"got {tuple(x.shape)}."
-            )
-            raise ValueError(msg)
-        x = (x.float() / 255.0 - mean) / std
-        return x.permute(0, 3, 1, 2).contiguous()
+        return self.task.prepare_inputs(batch, config=self.config, device=self.device)
 
     def prepare_targets(self, batch: dict[str, Any]) -> torch.Tensor:
-        """The batch's targets (``config.target_key``) as a long tensor on the device."""
-        key = self.config.target_key
-        if key not in batch:
-            msg = f"Batch has no {key!r} entry (TrainerConfig.target_key); keys: {sorted(batch)}."
-            raise KeyError(msg)
-        y = batch[key]
-        if isinstance(y, np.ndarray):
-            y = torch.from_numpy(y)
-        y = torch.as_tensor(y)
-        return y.to(self.device, non_blocking=True).long()
+        """The batch's targets (``config.target_key``) on the device (the task adapter's)."""
+        return self.task.prepare_targets(batch, config=self.config, device=self.device)
 
     # ------------------------------------------------------------------ losses
     #: :meth:`log_scalar` takes tensors without reading them back and accepts
@@ -572,14 +452,10 @@ class Trainer:
     def supervised_loss(
         self, outputs: Any, targets: torch.Tensor
     ) -> torch.Tensor | dict[str, torch.Tensor]:
-        """``loss_fn`` if given, else CE + Dice (segmentation) or CE (classification)."""
+        """``loss_fn`` if given, else the task's (CE + Dice: segmentation, CE: classification)."""
         if self.loss_fn is not None:
             return self.loss_fn(outputs, targets)
-        logits = _logits_of(outputs)
-        if self.config.task == "segmentation":
-            return segmentation_loss(logits, targets, ignore_index=self.config.ignore_index)
-        ignore = -100 if self.config.ignore_index is None else self.config.ignore_index
-        return F.cross_entropy(logits, targets, ignore_index=ignore)
+        return self.task.supervised_loss(outputs, targets, config=self.config)
 
     def compute_loss(self, outputs: Any, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         """Named supervised loss terms of a batch (before hooks).
@@ -688,14 +564,14 @@ class Trainer:
     # ------------------------------------------------------------------ validation
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
-        """Validation metrics, reduced over ranks.
+        """Validation metrics in one pass over the validation set, reduced over ranks.
 
-        Segmentation: ``val_loss`` (sample-weighted mean of the supervised
-        loss), ``val_dice`` (per class ``2 TP / (P + T)`` with counts pooled
-        over the whole validation set, averaged over the classes with
-        ``P + T > 0``, background excluded unless
-        ``dice_include_background``) and ``val_dice_<c>`` per class.
-        Classification: ``val_loss`` and ``val_accuracy``.
+        ``val_loss`` (sample-weighted mean of the supervised loss) and the
+        task adapter's metrics: for segmentation ``val_dice`` (per class
+        ``2 TP / (P + T)`` with counts pooled over the whole validation set,
+        averaged over the classes with ``P + T > 0``, background excluded
+        unless ``dice_include_background``) and ``val_dice_<c>`` per class;
+        for classification ``val_accuracy``.
         """
         if self.val_dataset is None:
             return {}
@@ -703,8 +579,7 @@ class Trainer:
         self.model.eval()
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         count = torch.zeros((), dtype=torch.float64, device=self.device)
-        stats: torch.Tensor | None = None
-        ignore = self.config.ignore_index
+        accumulator = self.task.validation_metrics(config=self.config, device=self.device)
         for batch in self._val_loader():
             inputs = self.prepare_inputs(batch)
             with self._autocast():
@@ -715,56 +590,14 @@ class Trainer:
             n = targets.shape[0]
             loss_sum += float(sum(v.detach().float() for v in losses.values())) * n
             count += n
-            logits = _logits_of(outputs)
-            pred = logits.argmax(dim=1)
-            valid = (
-                torch.ones_like(targets, dtype=torch.bool) if ignore is None else targets != ignore
-            )
-            c = logits.shape[1]
-            if self.config.task == "segmentation":
-                t, p = targets[valid], pred[valid]
-                batch_stats = torch.stack(
-                    [
-                        torch.bincount(t[p == t], minlength=c)[:c],
-                        torch.bincount(p, minlength=c)[:c],
-                        torch.bincount(t, minlength=c)[:c],
-                    ]
-                ).double()
-            else:
-                batch_stats = torch.stack(
-                    [(pred[valid] == targets[valid]).sum(), valid.sum()]
-                ).double()
-            stats = batch_stats if stats is None else stats + batch_stats
-        stats = self._complete_val_stats(stats)
-        if self.world_size > 1:
-            for tensor in (loss_sum, count, stats):
-                dist.all_reduce(tensor)
+            accumulator.update(outputs, targets, batch)
+        task_metrics = accumulator.compute(self.distributed)
+        self.distributed.all_reduce(loss_sum)
+        self.distributed.all_reduce(count)
         self.model.train(was_training)
         metrics = {"val_loss": float(loss_sum / count.clamp_min(1))}
-        if self.config.task == "segmentation":
-            tp, pc, tc = stats[0], stats[1], stats[2]
-            denom = pc + tc
-            dice = torch.where(denom > 0, 2 * tp / denom.clamp_min(1), torch.nan)
-            classes = dice if self.config.dice_include_background or dice.numel() == 1 else dice[1:]
-            present = classes[~torch.isnan(classes)]
-            metrics["val_dice"] = float(present.mean()) if present.numel() else float("nan")
-            metrics.update({f"val_dice_{i}": float(v) for i, v in enumerate(dice.tolist())})
-        else:
-            metrics["val_accuracy"] = float(stats[0] / stats[1].clamp_min(1))
+        metrics.update(task_metrics)
         return metrics
-
-    def _complete_val_stats(self, stats: torch.Tensor | None) -> torch.Tensor:
-        """Give every rank a stats tensor of the same shape (a rank may get no items)."""
-        if self.config.task == "classification":
-            return (
-                torch.zeros(2, dtype=torch.float64, device=self.device) if stats is None else stats
-            )
-        n_classes = torch.tensor([0 if stats is None else stats.shape[1]], device=self.device)
-        if self.world_size > 1:
-            dist.all_reduce(n_classes, op=dist.ReduceOp.MAX)
-        if stats is None:
-            return torch.zeros(3, int(n_classes.item()), dtype=torch.float64, device=self.device)
-        return stats
 
     # ------------------------------------------------------------------ fit
     def fit(
@@ -802,8 +635,7 @@ class Trainer:
             self._close_logs()
         for hook in self.hooks:
             hook.on_fit_end(self)
-        if self.world_size > 1:
-            dist.barrier()
+        self.distributed.barrier()
         best = self.best_checkpoint_path if self.best_checkpoint_path.is_file() else None
         return FitResult(
             monitor=self.config.monitor,
@@ -881,8 +713,7 @@ class Trainer:
             dtype=torch.float64,
             device=self.device,
         )
-        if self.world_size > 1:
-            dist.all_reduce(values)
+        self.distributed.all_reduce(values)
         count = max(values[-1].item(), 1.0)
         return {f"train_{k}": values[i].item() / count for i, k in enumerate(keys)}
 
@@ -934,83 +765,36 @@ class Trainer:
 
     # ------------------------------------------------------------------ logging
     def _open_logs(self) -> None:
-        if not self.is_main_process:
-            return
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(self.output_dir / "config.json", self.config.to_dict())
-        steps = self.output_dir / "steps.jsonl"
-        kept = []
-        if steps.is_file():
-            for line in steps.read_text(encoding="utf-8").splitlines():
-                with contextlib.suppress(json.JSONDecodeError):
-                    rec = json.loads(line)
-                    if int(rec.get("step", 0)) <= self.global_step:
-                        kept.append(line)
-        atomic_write_text(steps, "".join(f"{line}\n" for line in kept))
-        self._steps_file = steps.open("a", buffering=1, encoding="utf-8")
-        self._rewrite_epoch_logs()
+        self._logs.open(self.config.to_dict(), global_step=self.global_step, history=self.history)
 
     def _close_logs(self) -> None:
-        if self._steps_file is not None:
-            self._steps_file.close()
-            self._steps_file = None
+        self._logs.close()
 
     def _log_step(self, logged: dict[str, float]) -> None:
-        if self._steps_file is None:
-            return
         rec = {"epoch": self.epoch, "step": self.global_step}
         rec["lr"] = float(self.optimizer.param_groups[0]["lr"])
         rec.update(logged)
-        self._steps_file.write(json.dumps(rec) + "\n")
+        self._logs.log_step(rec)
 
     def _write_epoch_logs(self, record: dict[str, Any]) -> None:
         if not self.is_main_process:
             return
-        self._rewrite_epoch_logs()
+        self._logs.write_epochs(self.history)
         summary = ", ".join(
             f"{k}={v:.4f}" for k, v in record.items() if isinstance(v, float) and k != "lr"
         )
         logger.info("epoch %d: %s", record["epoch"], summary)
 
-    def _rewrite_epoch_logs(self) -> None:
-        """Write metrics.jsonl and metrics.csv atomically from the in-memory history."""
-        if not self.is_main_process:
-            return
-        atomic_write_text(
-            self.output_dir / "metrics.jsonl",
-            "".join(json.dumps(r) + "\n" for r in self.history),
-        )
-        columns: list[str] = []
-        for rec in self.history:
-            columns += [k for k in rec if k not in columns]
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(self.history)
-        atomic_write_text(self.output_dir / "metrics.csv", buffer.getvalue())
-
     # ------------------------------------------------------------------ checkpoints
-    def _gather_rng(self) -> list[dict[str, Any]]:
-        state = capture_rng_state()
-        if self.world_size == 1:
-            return [state]
-        gathered: list[Any] = [None] * self.world_size
-        dist.all_gather_object(gathered, state)
-        return gathered
-
-    def _model_config(self) -> dict[str, Any] | None:
-        config = getattr(self.model, "config", None)
-        return config if isinstance(config, dict) else None
-
     def state_dict(self) -> dict[str, Any]:
         """The full resumable state (every entry loadable with ``weights_only=True``)."""
         return {
-            "format": CHECKPOINT_FORMAT,
+            "format": TRAINER_CHECKPOINT_FORMAT,
             "epoch": self.epoch,
             "batch_in_epoch": self.batch_in_epoch,
             "global_step": self.global_step,
             "model": self.model.state_dict(),
-            "model_config": self._model_config(),
+            "model_config": model_config_of(self.model),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
@@ -1020,7 +804,8 @@ class Trainer:
             "epoch_count": self._epoch_count,
             "history": list(self.history),
             "hooks": {k: h.state_dict() for k, h in zip(self._hook_keys, self.hooks, strict=True)},
-            "rng": self._gather_rng(),
+            # collective under DDP: every rank's RNG state
+            "rng": self.distributed.gather_objects(capture_rng_state()),
             "world_size": self.world_size,
             "config": self.config.to_dict(),
         }
@@ -1030,24 +815,20 @@ class Trainer:
         state = self.state_dict()  # collective under DDP: every rank must call it
         path = Path(path)
         if self.is_main_process:
-            with atomic_open(path, "wb") as handle:
-                torch.save(state, handle)
+            write_checkpoint(state, path)
         return path
 
     def _save_best(self) -> None:
         if not self.is_main_process:
             return
-        payload = {
-            "format": CHECKPOINT_FORMAT,
-            "model": self.model.state_dict(),
-            "model_config": self._model_config(),
-            "epoch": self.epoch,
-            "global_step": self.global_step,
-            "monitor": self.config.monitor,
-            "best_metric": self.best_metric,
-        }
-        with atomic_open(self.best_checkpoint_path, "wb") as handle:
-            torch.save(payload, handle)
+        payload = best_weights(
+            self.model,
+            epoch=self.epoch,
+            global_step=self.global_step,
+            monitor=self.config.monitor,
+            best_metric=self.best_metric,
+        )
+        write_checkpoint(payload, self.best_checkpoint_path)
 
     def load_checkpoint(self, path: str | Path) -> None:
         """Restore a checkpoint written by :meth:`save_checkpoint` (``weights_only=True``).
@@ -1061,18 +842,15 @@ class Trainer:
 
         """
         path = Path(path)
-        if not path.is_file():
-            msg = f"Checkpoint file not found: {path}"
-            raise FileNotFoundError(msg)
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        if (
-            not isinstance(state, dict)
-            or state.get("format") != CHECKPOINT_FORMAT
-            or "optimizer" not in state
-        ):
-            msg = f"{path} is not a resumable tia_scanner_robust trainer checkpoint (last.pt)."
-            raise ValueError(msg)
-        self._warn_config_changes(state.get("config", {}), path)
+        state = read_resumable_checkpoint(path, self.model)
+        changed = changed_trajectory_fields(state.get("config", {}), self.config.to_dict())
+        if changed and self.is_main_process:
+            logger.warning(
+                "Resuming from %s with changed config field(s) %s: the run will not follow "
+                "the original trajectory.",
+                path,
+                changed,
+            )
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state.get("scheduler") is not None:
@@ -1087,17 +865,7 @@ class Trainer:
         self._epoch_sums = {k: float(v) for k, v in state["epoch_sums"].items()}
         self._epoch_count = int(state["epoch_count"])
         self.history = list(state["history"])
-        hook_states = dict(state.get("hooks", {}))
-        for key, hook in zip(self._hook_keys, self.hooks, strict=True):
-            if key in hook_states:
-                hook.load_state_dict(hook_states.pop(key))
-            elif hook.state_dict():
-                logger.warning("No state for hook %r in %s; it starts fresh.", key, path)
-        hook_states = {k: v for k, v in hook_states.items() if v}
-        if hook_states:
-            logger.warning(
-                "Checkpoint %s holds state of hooks not in use: %s.", path, sorted(hook_states)
-            )
+        restore_hook_states(self.hooks, self._hook_keys, dict(state.get("hooks", {})), path)
         rng = state["rng"]
         if len(rng) == self.world_size:
             restore_rng_state(rng[self.rank])
@@ -1110,88 +878,6 @@ class Trainer:
             )
             restore_rng_state(rng[0])
 
-    def _warn_config_changes(self, saved: dict[str, Any], path: Path) -> None:
-        current = self.config.to_dict()
-        changed = [k for k in _TRAJECTORY_FIELDS if k in saved and saved[k] != current.get(k)]
-        if changed and self.is_main_process:
-            logger.warning(
-                "Resuming from %s with changed config field(s) %s: the run will not follow "
-                "the original trajectory.",
-                path,
-                changed,
-            )
-
     def close(self) -> None:
         """Leave the process group if this trainer created it."""
-        if self._owns_process_group and dist.is_initialized():
-            dist.destroy_process_group()
-            self._owns_process_group = False
-
-
-# ----------------------------------------------------------------------------- builder
-def build_trainer(config: ExperimentConfig, *, hooks: Sequence[Hook] = ()) -> Trainer:
-    """Build the smp model, folder datasets, hooks and :class:`Trainer` of a config.
-
-    Args:
-        config: An :class:`~tia_scanner_robust.training.config.ExperimentConfig`
-            (``data.train_dir`` is required).
-        hooks: Extra hook instances appended after the configured ones.
-
-    Returns:
-        A ready-to-``fit`` trainer.
-
-    Raises:
-        ValueError: If ``data.train_dir`` is missing.
-
-    """
-    # Lazy: smp/TIAToolbox/albumentations are only needed for config-built runs.
-    from tia_scanner_robust.models.segmentation import (  # noqa: PLC0415
-        SmpSegmentationModel,
-    )
-    from tia_scanner_robust.training.data import (  # noqa: PLC0415
-        SegmentationFolderDataset,
-        build_eval_transform,
-        build_train_transform,
-    )
-
-    data, mcfg, tcfg = config.data, config.model, config.trainer
-    if data.train_dir is None:
-        msg = "DataConfig.train_dir is required to build a trainer."
-        raise ValueError(msg)
-    num_classes = data.num_classes or mcfg.num_classes
-    seed_everything(tcfg.seed)  # the model's random initialisation is part of the run
-    model = SmpSegmentationModel(
-        arch=mcfg.arch,
-        encoder_name=mcfg.encoder_name,
-        encoder_weights=mcfg.encoder_weights,
-        num_classes=mcfg.num_classes,
-        patch_size=mcfg.patch_size,
-        resolution=mcfg.resolution,
-        units=mcfg.units,
-        model_kwargs=mcfg.model_kwargs,
-    )
-    train = SegmentationFolderDataset(
-        data.train_dir,
-        build_train_transform(
-            data.crop_size,
-            flip_p=data.flip_p,
-            blur_p=data.blur_p,
-            noise_p=data.noise_p,
-            style_augmentation=data.style_augmentation,
-            style_p=data.style_p,
-        ),
-        num_classes=num_classes,
-        ignore_index=tcfg.ignore_index,
-        seed=tcfg.seed,
-    )
-    val = None
-    if data.val_dir is not None:
-        val = SegmentationFolderDataset(
-            data.val_dir,
-            build_eval_transform(data.val_crop_size),
-            num_classes=num_classes,
-            ignore_index=tcfg.ignore_index,
-            seed=tcfg.seed,
-        )
-    built = [create_hook(h.name, **h.kwargs) for h in config.hooks]
-    return Trainer(model, train, val, config=tcfg, hooks=[*built, *hooks])
+        self.distributed.close()
