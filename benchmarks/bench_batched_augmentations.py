@@ -20,7 +20,9 @@ the batch) and the scanner simulator (every built-in profile), at each
 and the fraction of a DeepLabV3+/ResNet34 training step (forward, Dice+CE-like
 cross-entropy loss, backward, Adam step; ``--step-batch`` images, timed on
 the same device) that styling the same number of images takes:
-``(images per step / augmentation images/s) / step seconds``. The scanner's
+``(images per step / augmentation images/s) / step seconds``. FDA uses ``beta = 0.03``
+in both paths (the window size sets its cost) and another image of the batch
+as reference. The scanner's
 JPEG stage is CPU-only: the batched rows run with ``jpeg="skip"`` and a
 ``scanner+jpeg`` row runs it on the CPU (``jpeg="cpu"``). The machine
 (CPU, threads, GPU, library versions) is printed first. Timings are medians
@@ -62,6 +64,9 @@ from tia_scanner_robust.augmentations.fda import FourierDomainAdaptation
 from tia_scanner_robust.augmentations.presets import he_color_jitter
 from tia_scanner_robust.augmentations.randstainna import RandStainNA
 from tia_scanner_robust.augmentations.scanner import ScannerSimulator
+
+#: FDA's beta in both paths (its window size sets the cost: keep the work equal).
+FDA_BETA = 0.03
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -131,11 +136,13 @@ def interleaved(
 def numpy_run(name: str, images: np.ndarray) -> Callable[[], None]:
     """One pass of the albumentations transform over ``images``, one image at a time."""
     compose = A.Compose([numpy_transform(name)], seed=0)
-    references = {"fda_reference": [images[-1]]} if name == "fda" else {}
+    count = len(images)
 
     def run() -> None:
         with scipy.fft.set_workers(1):
-            for image in images:
+            for i, image in enumerate(images):
+                # FDA: another image of the batch as reference, as the batched path does
+                references = {"fda_reference": [images[(i + 1) % count]]} if name == "fda" else {}
                 compose(image=image, **references)
 
     return run
@@ -158,7 +165,7 @@ def numpy_transform(name: str) -> A.BasicTransform:
     if name == "randstainna":
         return RandStainNA(p=1.0)
     if name == "fda":
-        return FourierDomainAdaptation(beta_range=(0.01, 0.05), p=1.0)
+        return FourierDomainAdaptation(beta_range=(FDA_BETA, FDA_BETA), p=1.0)
     return ScannerSimulator(p=1.0)  # the NumPy simulator always runs its profile's JPEG
 
 
@@ -168,7 +175,7 @@ def batched(name: str, backend: str) -> Callable[..., torch.Tensor]:
     if name == "randstainna":
         return BatchRandStainNA(backend=backend)
     if name == "fda":
-        return BatchFDA(beta_range=(0.01, 0.05), backend=backend)
+        return BatchFDA(beta_range=(FDA_BETA, FDA_BETA), backend=backend)
     return BatchScannerSimulator(jpeg="cpu" if name == "scanner+jpeg" else "skip")
 
 

@@ -259,3 +259,25 @@ def test_stratified_bootstrap_summary_and_paired_results():
     both = unpaired_from_paired(result, labels={"A": [0, 1], "B": [0, 1]}, n_resamples=50)
     assert both.per_sample["B"]["accuracy"] == [1.0, 0.0]
     assert both.worst_scanner == "B"
+
+
+class NaNSegmenter(RedRuleSegmenter):
+    """Outputs NaN on tiles whose mean red value is high (one bad sample)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = super().forward(x)
+        bad = x[:, 0].mean(dim=(1, 2)) > 200
+        out[bad] = float("nan")
+        return out
+
+
+def test_non_finite_outputs_name_the_scanner_and_sample(he_image, tmp_path):
+    samples = []
+    for k, image in enumerate([he_image[:40, :40], np.full((40, 40, 3), 250, np.uint8)]):
+        path = atomic_write_image(tmp_path / f"{k}.png", image)
+        mask = atomic_write_image(tmp_path / f"{k}_m.png", np.zeros((40, 40), np.uint8))
+        samples.append(PairedSample(f"tile/{k}", "AT2", path=path, mask_path=mask))
+    with pytest.raises(
+        ValueError, match=r"non-finite model output on scanner 'AT2', sample 'tile/1'"
+    ):
+        UnpairedEvaluator(NaNSegmenter(), verbose=False).evaluate(samples)

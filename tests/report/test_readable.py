@@ -48,9 +48,9 @@ def checkpoint_report(he_image, tmp_path_factory):
 
 def test_report_has_typical_tiles_truth_overlays_and_distributions(checkpoint_report):
     result, paths, ckpt = checkpoint_report
-    kinds = [e.kind for e in result.examples]
-    assert kinds == ["worst", "typical"]
-    assert result.examples[1].specimen_id != result.examples[0].specimen_id
+    assert [e.kind for e in result.examples] == ["worst"]
+    assert [e.kind for e in result.typical_examples] == ["typical"]
+    assert result.typical_examples[0].specimen_id != result.examples[0].specimen_id
     assert result.examples[0].truths is not None
     assert {p.name for p in paths.values()} >= {
         "example_worst_pair_0.png",
@@ -63,7 +63,7 @@ def test_report_has_typical_tiles_truth_overlays_and_distributions(checkpoint_re
     assert "Typical specimen on the worst pair" in page
     assert "prediction against the ground truth" in page
     embedded = _embedded(page)
-    for key in ("pair_distribution", "example_1", "truth_0", "truth_1"):
+    for key in ("pair_distribution", "typical_0", "truth_0", "typical_truth_0"):
         assert paths[key].read_bytes() in embedded
     # the model is named by its path, not only "checkpoint:best.pt"
     assert str(ckpt) in page
@@ -154,7 +154,7 @@ def test_comparison_links_galleries_cov_settings_and_intervals(checkpoint_report
     assert "'" not in settings_html
     # the typical tile beside the worst pair, and prediction against truth
     embedded = _embedded(page)
-    assert paths["example_1"].read_bytes() in embedded  # typical
+    assert paths["typical_0"].read_bytes() in embedded
     assert paths["example_0"].read_bytes() in embedded  # worst
     assert paths["truth_0"].read_bytes() in embedded
     # intervals: drawn, and the overlap is stated

@@ -231,6 +231,7 @@ def evaluate(
             positive_class=positive_class,
             n_examples=n_examples,
             save_predictions=not no_save_predictions,
+            n_resamples=n_resamples,
             seed=seed,
             verbose=not no_progress,
         )

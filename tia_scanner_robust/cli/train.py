@@ -140,6 +140,19 @@ def _overrides(
     default=None,
     help="Stop (after writing last.pt) once this many optimiser steps are done.",
 )
+@click.option(
+    "--workers",
+    type=click.IntRange(min=0),
+    default=None,
+    help="trainer.num_workers: DataLoader worker processes.",
+)
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Torch intra-op threads (default: the cores left after the workers and the "
+    "machine's load, at least 1; see docs/training.md).",
+)
 @no_progress_option()
 @click.option(
     "--list-configs",
@@ -161,6 +174,8 @@ def train(
     val_dir: Path | None,
     sets: tuple[str, ...],
     stop_at_step: int | None,
+    workers: int | None,
+    threads: int | None,
     no_progress: bool,
 ) -> None:
     """Train a segmentation model (optionally with SimCons) from a YAML config.
@@ -188,6 +203,8 @@ def train(
     )
     if no_progress:
         overrides.setdefault("trainer", {})["progress"] = False
+    if workers is not None:
+        overrides.setdefault("trainer", {})["num_workers"] = workers
     try:
         path = resolve_config(config_spec)
         config = load_experiment_config(path, overrides=overrides)
@@ -202,6 +219,9 @@ def train(
         msg = f"{resume!r} is neither 'auto' nor an existing checkpoint file."
         raise click.BadParameter(msg, param_hint="--resume")
     lock_output_dir(Path(config.trainer.output_dir), resume=resume is not None, overwrite=overwrite)
+    from tia_scanner_robust.training.resources import set_threads  # noqa: PLC0415
+
+    threads = set_threads(threads, config.trainer.num_workers)
     try:
         trainer = build_trainer(config)
     except (FileNotFoundError, ValueError, KeyError, TypeError) as err:
@@ -213,7 +233,8 @@ def train(
     click.echo(
         f"Training {config.model.arch}/{config.model.encoder_name} from {path} "
         f"(style augmentation: {config.data.style_augmentation or 'none'}, hooks: {hooks}) "
-        f"on {trainer.device}: {trainer.total_steps} steps, {trainer.steps_per_epoch} per epoch; "
+        f"on {trainer.device} ({threads} threads, {config.trainer.num_workers} workers): "
+        f"{trainer.total_steps} steps, {trainer.steps_per_epoch} per epoch; "
         f"output in {trainer.output_dir}"
     )
     try:

@@ -188,6 +188,19 @@ def _csv(value: str | None, cast: type = str) -> list[Any] | None:
     text="Start afresh in a run folder that holds an earlier run, replacing the files this "
     "run writes (nothing else is deleted)."
 )
+@click.option(
+    "--workers",
+    type=click.IntRange(min=0),
+    default=None,
+    help="trainer.num_workers: DataLoader worker processes.",
+)
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Torch intra-op threads (default: the cores left after the workers and the "
+    "machine's load, at least 1).",
+)
 @no_progress_option()
 @click.option(
     "--compare",
@@ -216,6 +229,8 @@ def train_mil(
     device: str | None,
     resume: bool,
     overwrite: bool,
+    workers: int | None,
+    threads: int | None,
     no_progress: bool,
     compare: bool,
     aggregators: str | None,
@@ -225,6 +240,7 @@ def train_mil(
     """Train (and evaluate) a MIL model over stored features, with or without ScanGen."""
     from tia_scanner_robust.training.fm_benchmark import compare_scangen  # noqa: PLC0415
     from tia_scanner_robust.training.mil import run_mil  # noqa: PLC0415
+    from tia_scanner_robust.training.resources import set_threads  # noqa: PLC0415
     from tia_scanner_robust.training.synthetic import make_synthetic_store  # noqa: PLC0415
 
     overrides = parse_set_options(sets)
@@ -236,6 +252,7 @@ def train_mil(
             "max_steps": max_steps,
             "device": device,
             "progress": False if no_progress else None,
+            "num_workers": workers,
         },
     }
     for section, values in options.items():
@@ -259,6 +276,7 @@ def train_mil(
     names = check_aggregators(_csv(aggregators) or [config.model.aggregator])
     seed_list = parse_seeds(seeds) or [config.trainer.seed]
     lock_output_dir(output_dir, resume=resume, overwrite=overwrite)
+    set_threads(threads, config.trainer.num_workers)
     if synthetic:
         feature_store: Any = output_dir / "synthetic_features.zarr"
         if not (resume and feature_store.exists()):

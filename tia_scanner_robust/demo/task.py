@@ -179,8 +179,11 @@ def _check_task_arguments(
     sizes: dict[str, int],
     profiles: Sequence[str] | None,
 ) -> list[str]:
-    """Validate :func:`build_demo_task`'s arguments; return the profile names."""
-    from tia_scanner_robust.augmentations.scanner import SCANNER_PROFILES  # noqa: PLC0415
+    """Validate :func:`build_demo_task`'s arguments; return the profile names or files."""
+    from tia_scanner_robust.augmentations.scanner import (  # noqa: PLC0415
+        SCANNER_PROFILES,
+        is_profile_path,
+    )
 
     check_in_choices(scheme, tuple(LABEL_CLASS_DICTS), "scheme")
     for name, value in fractions.items():
@@ -193,7 +196,8 @@ def _check_task_arguments(
             raise ValueError(msg)
     names = list(SCANNER_PROFILES) if profiles is None else list(profiles)
     for name in names:
-        check_in_choices(name, list(SCANNER_PROFILES), "profile")
+        if not is_profile_path(name):  # a fitted profile file is checked when it is read
+            check_in_choices(name, list(SCANNER_PROFILES), "profile")
     if len(names) < 2 or len(set(names)) != len(names):
         msg = f"profiles must name at least two distinct scanner profiles, got {names}."
         raise ValueError(msg)
@@ -301,7 +305,8 @@ def build_demo_task(
         train_stride: Stride of the overlapping training tiles.
         test_tile_size: Side of the validation and held-out tiles (the model's
             inference patch size; non-overlapping).
-        profiles: Scanner profile names (default: every simulator profile;
+        profiles: Scanner profile names or fitted profile files (``.yaml``,
+            from ``fit-scanner-profile``) (default: every simulator profile;
             the first is the reference scanner the labels are derived on).
         image: Another H&E image to build the task from: a file path (read as
             RGB) or an ``(H, W, 3)`` uint8 array; default TIAToolbox's bundled
@@ -321,7 +326,7 @@ def build_demo_task(
     from tiatoolbox.data import stain_norm_target  # noqa: PLC0415 - slow import
     from tqdm.auto import tqdm  # noqa: PLC0415
 
-    from tia_scanner_robust.augmentations.scanner import SCANNER_PROFILES  # noqa: PLC0415
+    from tia_scanner_robust.augmentations.scanner import get_scanner_profile  # noqa: PLC0415
 
     names = _check_task_arguments(
         scheme,
@@ -333,7 +338,10 @@ def build_demo_task(
         },
         profiles,
     )
-    resolved = [SCANNER_PROFILES[n] for n in names]
+    resolved = [get_scanner_profile(n) for n in names]
+    if len({p.name for p in resolved}) != len(resolved):
+        msg = f"profiles must have distinct names, got {[p.name for p in resolved]}."
+        raise ValueError(msg)
     if image is None:
         source, image = "tiatoolbox.data.stain_norm_target", stain_norm_target()
     elif isinstance(image, (str, Path)):

@@ -9,6 +9,10 @@
   :mod:`~tia_scanner_robust.engines.patch` and
   :mod:`~tia_scanner_robust.engines.wsi` (the two modes),
   :mod:`~tia_scanner_robust.engines.writer` (the zarr prediction store).
+- :class:`UnpairedEvaluator`: the domain-generalisation protocol on unpaired,
+  labelled multi-scanner data (per-scanner Dice / accuracy against ground
+  truth, mean, minimum and worst scanner, with bootstrap intervals) into an
+  :class:`UnpairedResult` (:mod:`~tia_scanner_robust.engines.unpaired`).
 - :class:`MILSlidePredictor`: slide-level prediction with a MIL model, from a
   feature store or from WSIs through ``DeepFeatureExtractor``.
 - :func:`resolve_model`, :func:`load_model_checkpoint`,
@@ -46,6 +50,8 @@ _EXPORTS: dict[str, str] = {
     "load_checkpoint": "loading",
     "register_architecture": "loading",
     "ARCHITECTURES": "loading",
+    "UnpairedEvaluator": "unpaired",
+    "UnpairedResult": "unpaired_results",
 }
 
 __all__ = [
@@ -58,6 +64,8 @@ __all__ = [
     "MILSlidePredictor",
     "ScannerConsistencyEvaluator",
     "TaskSpec",
+    "UnpairedEvaluator",
+    "UnpairedResult",
     "load_checkpoint",
     "load_model_checkpoint",
     "register_architecture",

@@ -32,6 +32,12 @@ import numpy as np
 from tia_scanner_robust import _tiatoolbox
 from tia_scanner_robust._validation import check_in_choices
 from tia_scanner_robust.engines._imageops import resize
+from tia_scanner_robust.engines.checks import (
+    FiniteOutputGuard,
+    ResolutionLog,
+    as_label_grid,
+    check_model_fits,
+)
 from tia_scanner_robust.engines.loading import resolve_model
 from tia_scanner_robust.engines.results import EvaluationResult, sample_id
 from tia_scanner_robust.engines.tasks import TASK_SPECS
@@ -62,6 +68,12 @@ class Accumulator:
     labels: dict[str, list[Any]] = field(default_factory=lambda: defaultdict(list))
     rgb: dict[str, list[np.ndarray]] = field(default_factory=lambda: defaultdict(list))
     outputs: dict[str, list[np.ndarray]] = field(default_factory=lambda: defaultdict(list))
+    #: Scanner -> :class:`~tia_scanner_robust.metrics.summaries.PredictionSummary`.
+    summaries: dict[str, Any] = field(default_factory=dict)
+    #: Scanner -> trivial predictor name -> per-sample Dice against the masks.
+    trivial: dict[str, dict[str, list[float]]] = field(
+        default_factory=lambda: defaultdict(lambda: defaultdict(list))
+    )
 
 
 class EvaluatorBase:
@@ -98,14 +110,25 @@ class EvaluatorBase:
         auto_get_mask: bool = True,
         seed: int = 0,
         verbose: bool = True,
+        empty_pairs: str = "exclude",
+        n_resamples: int = 1000,
+        mpp: float | None = None,
+        patch_size: int | None = None,
     ) -> None:
+        from tia_scanner_robust.metrics.functional.dice import (  # noqa: PLC0415
+            EMPTY_PAIR_POLICIES,
+        )
+
         self.task = check_in_choices(task, TASK_SPECS, "task")
+        self.empty_pairs = check_in_choices(empty_pairs, EMPTY_PAIR_POLICIES, "empty_pairs")
         self.spec: TaskSpec = TASK_SPECS[self.task]
         self.size_policy = check_in_choices(size_policy, SIZE_POLICIES, "size_policy")
         for name, value, low in (
             ("batch_size", batch_size, 1),
             ("num_workers", num_workers, 0),
             ("n_examples", n_examples, 0),
+            ("n_resamples", n_resamples, 1),
+            ("patch_size", 1 if patch_size is None else patch_size, 1),
         ):
             if isinstance(value, bool) or int(value) != value or value < low:
                 msg = f"{name} must be an integer >= {low}, got {value!r}."
@@ -114,8 +137,22 @@ class EvaluatorBase:
             msg = f"chunk_size must be a positive integer or None, got {chunk_size!r}."
             raise ValueError(msg)
         self.model_spec = model if isinstance(model, (str, Path)) else type(model).__name__
+        if mpp is not None and not (isinstance(mpp, (int, float)) and float(mpp) > 0):
+            msg = f"mpp must be a positive number of microns per pixel, got {mpp!r}."
+            raise ValueError(msg)
         self.model, model_ioconfig, self.model_name = resolve_model(model, weights=weights)
-        self.ioconfig = ioconfig if ioconfig is not None else model_ioconfig
+        self.model_kind = check_model_fits(self.task, self.model, model_ioconfig, self.model_name)
+        self.mpp = None if mpp is None else float(mpp)
+        self.patch_size = None if patch_size is None else int(patch_size)
+        self.n_resamples = int(n_resamples)
+        self.ioconfig = _with_resolution(
+            ioconfig if ioconfig is not None else model_ioconfig,
+            self.mpp,
+            self.patch_size,
+            segmentor=TASK_SPECS[self.task].dense,
+        )
+        self._resolution = ResolutionLog()
+        self._output_rules: set[str] = set()
         self.batch_size = int(batch_size)
         self.num_workers = int(num_workers)
         self.device = str(device)
@@ -160,6 +197,11 @@ class EvaluatorBase:
             "save_predictions": self.save_predictions,
             "auto_get_mask": self.auto_get_mask,
             "seed": self.seed,
+            "empty_pairs": self.empty_pairs if self.spec.dense else None,
+            "n_resamples": self.n_resamples,
+            "mpp": self.mpp,
+            "patch_size": self.patch_size,
+            "model_kind": self.model_kind,
             "ioconfig": None if self.ioconfig is None else _ioconfig_dict(self.ioconfig),
             "model_config": _model_config(self.model),
         }
@@ -224,32 +266,71 @@ class EvaluatorBase:
         )
         return self.spec.from_engine(out)
 
-    def infer_images(self, images: list[np.ndarray]) -> list[dict[str, Any]]:
+    def infer_images(
+        self,
+        images: list[np.ndarray],
+        *,
+        scanner: str | None = None,
+        sample_ids: Sequence[str] | None = None,
+        sample_mpps: Sequence[float | None] | None = None,
+    ) -> list[dict[str, Any]]:
         """Per-image outputs of a list of RGB images (grouped by size or resized).
 
         Each output holds the task's output (``predictions``, ``probabilities``
-        or ``features``), ``model_input_shape`` and ``image_shape``.
+        or ``features``), ``model_input_shape`` and ``image_shape``. With
+        ``mpp`` set, an image whose ``sample_mpps`` entry differs is first
+        rescaled to ``mpp``. Label maps larger than the model input are
+        resized to the input grid; smaller ones cover its centre (see
+        :func:`~tia_scanner_robust.engines.checks.as_label_grid`). With
+        ``scanner`` given, the sizes are logged for ``input_resolution``.
+
+        Raises:
+            ValueError: If the model outputs NaN or inf (the message names the
+                scanner and the sample).
         """
         policy = self._effective_size_policy()
         target = self._model_input_shape()
+        ids = list(sample_ids) if sample_ids is not None else [f"#{i}" for i in range(len(images))]
         prepared = []
-        for image in images:
+        for i, image in enumerate(images):
             in_shape = tuple(image.shape[:2])
-            if policy == "resize" and target is not None and in_shape != target:
-                prepared.append((resize(image, target, nearest=False), in_shape))
-            else:
-                prepared.append((image, in_shape))
+            source_mpp = sample_mpps[i] if sample_mpps is not None else None
+            if self.mpp is not None and source_mpp and abs(source_mpp / self.mpp - 1) > 1e-3:
+                scale = float(source_mpp) / self.mpp
+                shape = (max(1, round(in_shape[0] * scale)), max(1, round(in_shape[1] * scale)))
+                image = resize(image, shape, nearest=False)
+            if policy == "resize" and target is not None and tuple(image.shape[:2]) != target:
+                image = resize(image, target, nearest=False)
+            prepared.append((image, in_shape))
         by_shape: dict[tuple[int, int], list[int]] = defaultdict(list)
         for i, (image, _) in enumerate(prepared):
             by_shape[tuple(image.shape[:2])].append(i)
         results: list[dict[str, Any]] = [{} for _ in images]
-        for shape, index in by_shape.items():
-            stacked = np.stack([prepared[i][0] for i in index])
-            out = self._run_patch_engine(stacked)
-            for row, i in enumerate(index):
-                results[i] = {key: value[row] for key, value in out.items()}
-                results[i]["model_input_shape"] = shape
-                results[i]["image_shape"] = prepared[i][1]
+        where = f"scanner {scanner!r}" if scanner is not None else "the model"
+        guard = FiniteOutputGuard(self.model)
+        try:
+            for shape, index in by_shape.items():
+                guard.reset()
+                stacked = np.stack([prepared[i][0] for i in index])
+                out = self._run_patch_engine(stacked)
+                _check_outputs(out, guard, where, [ids[i] for i in index])
+                for row, i in enumerate(index):
+                    results[i] = {key: value[row] for key, value in out.items()}
+                    results[i]["model_input_shape"] = shape
+                    results[i]["image_shape"] = prepared[i][1]
+        finally:
+            guard.close()
+        for i, res in enumerate(results):
+            out_shape = None
+            if self.spec.dense:
+                out_shape = tuple(res["predictions"].shape[:2])
+                res["predictions"], rule = as_label_grid(res["predictions"], res["model_input_shape"])
+                self._output_rules.add(rule)
+            if scanner is not None:
+                mpp = sample_mpps[i] if sample_mpps is not None else None
+                self._resolution.add(
+                    scanner, res["image_shape"], res["model_input_shape"], out_shape, mpp=mpp
+                )
         return results
 
     # ----------------------------------------------------------- shared bits
@@ -329,7 +410,7 @@ class EvaluatorBase:
                 acc.per_sample[self.spec.scalar_key][scanner] = list(acc.scalars[scanner])
         cov, mag_cov = self._finish_cov(acc.scalars, groups, scanners)
         outputs = None if self.spec.dense else {s: np.stack(v) for s, v in acc.outputs.items()}
-        return EvaluationResult(
+        result = EvaluationResult(
             task=self.task,
             mode=mode,
             model=self.model_name,
@@ -347,6 +428,62 @@ class EvaluatorBase:
             rgb_stats={s: np.stack(v) for s, v in acc.rgb.items()} if acc.rgb else None,
             outputs=outputs,
         )
+        return self._finish_robustness(result, acc)
+
+    def _finish_robustness(self, result: EvaluationResult, acc: Accumulator) -> EvaluationResult:
+        """Intervals, prediction summaries, trivial scores, resolution and warnings."""
+        from tia_scanner_robust.engines.robustness import finish_robustness  # noqa: PLC0415
+
+        if not self.spec.dense:
+            for scanner, rows in acc.outputs.items():
+                if rows and scanner not in acc.summaries:
+                    self._summary(acc, scanner).update(np.stack(rows))
+        rules = self._output_rules - {"same"}
+        return finish_robustness(
+            result,
+            summaries=acc.summaries,
+            resolution=self._resolution,
+            trivial_samples=acc.trivial,
+            labels=acc.labels,
+            n_resamples=self.n_resamples,
+            seed=self.seed,
+            model_mpp=self._model_mpp(),
+            output_rule=", ".join(sorted(rules)) if rules else "same",
+            extra_warnings=self._mpp_warnings(),
+        )
+
+    def _summary(self, acc: Accumulator, scanner: str) -> Any:
+        """The scanner's :class:`~tia_scanner_robust.metrics.summaries.PredictionSummary`."""
+        from tia_scanner_robust.metrics.summaries import PredictionSummary  # noqa: PLC0415
+
+        if scanner not in acc.summaries:
+            acc.summaries[scanner] = PredictionSummary(self.task, num_classes=self._num_classes())
+        return acc.summaries[scanner]
+
+    def _model_mpp(self) -> float | None:
+        """The resolution (µm/px) the model reads at, when its IO config says so."""
+        if self.mpp is not None:
+            return self.mpp
+        for res in getattr(self.ioconfig, "input_resolutions", None) or []:
+            if res.get("units") == "mpp":
+                return float(res["resolution"])
+        return None
+
+    def _mpp_warnings(self) -> list[str]:
+        """Tiles whose stated mpp differs from the model's, without ``mpp`` to rescale them."""
+        if self.mpp is not None:
+            return []
+        model_mpp = self._model_mpp()
+        out = []
+        for scanner, row in self._resolution.to_dict().items():
+            off = [m for m in row["sample_mpp"] if model_mpp and abs(m / model_mpp - 1) > 0.1]
+            if off:
+                out.append(
+                    f"Resolution mismatch on scanner {scanner}: its images are at "
+                    f"{', '.join(f'{m:g}' for m in off)} µm/px but the model reads at "
+                    f"{model_mpp:g} µm/px; pass mpp (--mpp) to rescale them."
+                )
+        return out
 
     def _drop_unused_fractions(self, acc: Accumulator) -> None:
         """Keep ``fraction_<k>`` only for the model's named classes and classes it predicted.
@@ -406,6 +543,65 @@ class EvaluatorBase:
             if len(picked) == self.n_examples:
                 break
         return picked
+
+
+def _check_outputs(
+    out: dict[str, np.ndarray], guard: FiniteOutputGuard, where: str, ids: list[str]
+) -> None:
+    """Raise on non-finite model outputs (seen by the hook or in the engine's arrays)."""
+    from tia_scanner_robust.metrics.summaries import check_finite  # noqa: PLC0415
+
+    if guard.bad_rows:
+        row = guard.bad_rows[0]
+        sample = ids[row] if guard.rows_seen == len(ids) and row < len(ids) else ids[0]
+        msg = (
+            f"non-finite model output on {where}, sample {sample!r}: {guard.n_nan} NaN and "
+            f"{guard.n_inf} inf value(s) in this batch. Scores of such outputs are meaningless "
+            "(argmax of NaN is class 0); check the weights (NaN after training?) and the input "
+            "normalisation."
+        )
+        raise ValueError(msg)
+    for value in out.values():
+        if np.issubdtype(np.asarray(value).dtype, np.floating):
+            check_finite(value, where=where, sample_ids=ids)
+
+
+def _with_resolution(
+    ioconfig: Any, mpp: float | None, patch_size: int | None, *, segmentor: bool
+) -> Any:
+    """The IO config read at ``mpp`` with ``patch_size`` patches (``None``: unchanged).
+
+    Examples:
+        >>> io = _with_resolution(None, 0.5, 64, segmentor=True)
+        >>> io.input_resolutions, tuple(io.patch_input_shape), tuple(io.patch_output_shape)
+        ([{'units': 'mpp', 'resolution': 0.5}], (64, 64), (64, 64))
+        >>> _with_resolution(io, None, 32, segmentor=True).patch_output_shape
+        (32, 32)
+
+    """
+    if mpp is None and patch_size is None:
+        return ioconfig
+    if ioconfig is None:
+        if patch_size is None:
+            return None  # patch mode without an IO config: each image's size is used
+        return _tiatoolbox.read_ioconfig(patch_size, mpp, segmentor=segmentor)
+    changes: dict[str, Any] = {}
+    if mpp is not None:
+        resolution = [{"units": "mpp", "resolution": float(mpp)}]
+        changes["input_resolutions"] = resolution
+        if getattr(ioconfig, "output_resolutions", None):
+            changes["output_resolutions"] = resolution
+        if getattr(ioconfig, "save_resolution", None) is not None:
+            changes["save_resolution"] = resolution[0]
+    if patch_size is not None:
+        current = tuple(int(v) for v in ioconfig.patch_input_shape)
+        shape = (int(patch_size), int(patch_size))
+        changes["patch_input_shape"] = shape
+        changes["stride_shape"] = shape
+        out_shape = getattr(ioconfig, "patch_output_shape", None)
+        if out_shape is not None and tuple(int(v) for v in out_shape) == current:
+            changes["patch_output_shape"] = shape
+    return dataclasses.replace(ioconfig, **changes)
 
 
 def versions() -> dict[str, str]:

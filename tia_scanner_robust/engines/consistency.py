@@ -56,6 +56,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tia_scanner_robust.engines.base import SIZE_POLICIES, versions
+from tia_scanner_robust.engines.checks import ResolutionLog
 from tia_scanner_robust.engines.patch import PatchModeEvaluator
 from tia_scanner_robust.engines.results import EvaluationResult, ExamplePair, sample_id
 from tia_scanner_robust.engines.tasks import PRIMARY_SCORE, TASK_ENGINES, TASK_SPECS
@@ -123,8 +124,27 @@ class ScannerConsistencyEvaluator(PatchModeEvaluator, WSIModeEvaluator):
         save_predictions: Keep per-scanner predictions (zarr) in ``out_dir``.
         auto_get_mask: WSI mode without regions: restrict the engine to
             TIAToolbox's automatic tissue mask.
-        seed: Seed for every random number generator.
+        seed: Seed for every random number generator (and the bootstrap).
         verbose: Show progress bars.
+        empty_pairs: Segmentation: how an empty-vs-empty sample (no
+            foreground in either map) counts in paired Dice: ``"exclude"``
+            (default: left out, counted in ``n_empty``), ``"one"``
+            (SCORPION: Dice 1) or ``"nan"`` (the pair score becomes NaN).
+        n_resamples: Bootstrap resamples of the 95% intervals over specimens.
+        mpp: Resolution (µm/px) the model is fed at. WSI mode: the engine reads
+            at it. Patch mode: an image whose sample ``mpp`` differs is
+            rescaled to it (and warned about). ``None``: the IO config's.
+        patch_size: The model's patch size in pixels (replaces the IO
+            config's ``patch_input_shape``, its stride, and its output shape
+            when equal): WSI mode reads such patches; patch mode resizes images
+            to it under ``size_policy="resize"``.
+
+    Model outputs larger than their input are resized (nearest) to the
+    input grid; smaller ones cover the input's centre (TIAToolbox's
+    ``UNetModel``) and are compared there (masks are centre-cropped to match).
+    NaN or inf model outputs stop the evaluation with an error naming the
+    scanner and the sample. A model whose outputs do not fit ``task`` (a
+    segmenter asked to classify) is refused before inference.
 
     Raises:
         ValueError: On an unknown task or policy, or a model that cannot be resolved.
@@ -176,6 +196,8 @@ class ScannerConsistencyEvaluator(PatchModeEvaluator, WSIModeEvaluator):
         out_dir.mkdir(parents=True, exist_ok=True)
         seed_everything(self.seed)
         self._timings = defaultdict(float)
+        self._resolution = ResolutionLog()
+        self._output_rules = set()
         start = time.perf_counter()
         if kinds.pop():
             result = self._evaluate_wsi(collection, out_dir)

@@ -76,6 +76,7 @@ class PatchModeEvaluator(EvaluatorBase):
         result.prediction_paths = {s: str(w.close()) for s, w in writers.items()}
         t0 = time.perf_counter()
         result.examples = self._patch_examples(collection, result)
+        result.typical_examples = self._patch_examples(collection, result, kind="typical")
         self._timings["examples_seconds"] += time.perf_counter() - t0
         return result
 
@@ -100,7 +101,9 @@ class PatchModeEvaluator(EvaluatorBase):
         self._timings["read_seconds"] += time.perf_counter() - t0
         acc.rgb[scanner].extend(rgb_stats(im) for im in images)
         t0 = time.perf_counter()
-        outs = self.infer_images(images)
+        outs = self.infer_images(
+            images, scanner=scanner, sample_ids=chunk_ids, sample_mpps=[s.mpp for s in samples]
+        )
         self._timings[f"infer/{scanner}"] += time.perf_counter() - t0
         for sample, image, out in zip(samples, images, outs, strict=True):
             acc.scalars[scanner].append(self._scalar(out))
@@ -111,6 +114,8 @@ class PatchModeEvaluator(EvaluatorBase):
                 acc.per_sample["gt_dice"][scanner].append(
                     self._gt_dice(out["predictions"].astype(np.int64), mask)
                 )
+                for name, value in self._trivial_dice(mask).items():
+                    acc.trivial[scanner][name].append(value)
         if not self.spec.dense:
             key = self.spec.output
             rows = [o[key] for o in outs]
@@ -120,6 +125,7 @@ class PatchModeEvaluator(EvaluatorBase):
                 writer.add(key, rows)
             return ref_shapes
         preds = [o["predictions"].astype(np.int64) for o in outs]
+        self._summary(acc, scanner).update(preds)
         ref_shapes = ref_shapes or [p.shape for p in preds]
         fixed = []
         for pred, ref in zip(preds, ref_shapes, strict=True):
@@ -167,6 +173,23 @@ class PatchModeEvaluator(EvaluatorBase):
             dice_score(pred[None], mask[None], ignore_background=self.ignore_background)[0]
         )
 
+    def _trivial_dice(self, mask: np.ndarray) -> dict[str, float]:
+        """Dice of the constant predictors (all-background, all-foreground...) on one mask."""
+        from tia_scanner_robust.metrics.functional import (  # noqa: PLC0415
+            constant_prediction_dice,
+        )
+
+        mapping = self._target_map_for(mask)
+        if mapping:  # the mask's classes are the mapped ones
+            n = max(mapping.values()) + 1
+        else:
+            n = self._mask_labels().get("num_classes") or int(mask.max(initial=0)) + 1
+        values = range(max(2, int(n)))
+        scores = constant_prediction_dice(
+            mask[None], values, ignore_background=self.ignore_background
+        )
+        return {name: float(v[0]) for name, v in scores.items()}
+
     def _class_fractions(self, preds: list[np.ndarray]) -> dict[int, list[float]]:
         k = self._num_classes() or (max(int(p.max(initial=0)) for p in preds) + 1)
         out: dict[int, list[float]] = {c: [] for c in range(k)}
@@ -208,15 +231,14 @@ class PatchModeEvaluator(EvaluatorBase):
         }
 
     def _patch_examples(
-        self, collection: PairedCollection, result: EvaluationResult
+        self, collection: PairedCollection, result: EvaluationResult, *, kind: str = "worst"
     ) -> list[ExamplePair]:
         from tia_scanner_robust.data.paired import load_sample_image  # noqa: PLC0415
 
         examples = []
         groups = collection.groups
-        picks = [(*w, "worst") for w in self._worst_samples(result)]
-        picks += [(*t, "typical") for t in self._typical_samples(result)]
-        for index, pair, score, kind in picks:
+        picks = self._worst_samples(result) if kind == "worst" else self._typical_samples(result)
+        for index, pair, score in picks:
             spec, mag = groups[index]
             images, preds, captions, truths = [], [], [], []
             for scanner in pair:

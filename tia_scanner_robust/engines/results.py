@@ -105,11 +105,19 @@ class EvaluationResult:
         versions: Package versions.
         prediction_paths: Scanner -> saved predictions (zarr), if kept.
         examples: Worst-pair examples for the report (not serialised).
+        typical_examples: Specimens of the worst pair whose score is closest
+            to the median, for the report's gallery (not serialised).
         rgb_stats: Scanner -> ``(N, 6)`` mean and std of R, G, B per sample.
         outputs: Scanner -> ``(N, ...)`` per-sample outputs for small outputs
             (classification probabilities, embeddings); ``None`` for
             segmentation (saved as zarr instead).
         out_dir: Where the evaluation wrote its files.
+        warnings: Plain sentences on why the numbers may not mean "robust"
+            (constant or empty predictions, empty-vs-empty pairs, few
+            specimens, resized inputs, no better than trivial); empty when all
+            is well (:func:`~tia_scanner_robust.metrics.diagnostics.robustness_warnings`).
+        trivial: Where ground truth exists, the trivial predictors' scores
+            (all-background / all-foreground Dice, majority-class accuracy).
     """
 
     task: str
@@ -129,9 +137,12 @@ class EvaluationResult:
     versions: dict[str, str] = field(default_factory=dict)
     prediction_paths: dict[str, str] = field(default_factory=dict)
     examples: list[ExamplePair] = field(default_factory=list, repr=False)
+    typical_examples: list[ExamplePair] = field(default_factory=list, repr=False)
     rgb_stats: dict[str, np.ndarray] | None = field(default=None, repr=False)
     outputs: dict[str, np.ndarray] | None = field(default=None, repr=False)
     out_dir: Path | None = None
+    warnings: list[str] = field(default_factory=list)
+    trivial: dict[str, Any] | None = None
 
     @property
     def primary_result(self) -> PairConsistency:
@@ -217,7 +228,15 @@ class EvaluationResult:
                 "worst_pair": list(pc.worst_pair) if pc.worst_pair else None,
                 "higher_is_better": pc.higher_is_better,
                 "cov": None if self.cov is None else self.cov.cov,
+                "average_ci95": (pc.ci95 or {}).get("average"),
+                "minimum_ci95": (pc.ci95 or {}).get("minimum"),
+                "worst_ci95": (pc.ci95 or {}).get("worst"),
+                "cov_ci95": None if self.cov is None else self.cov.ci95,
+                "empty_pairs": pc.empty_pairs,
+                "n_empty_pairs": pc.n_empty_total if pc.empty_pairs is not None else None,
             },
+            "warnings": list(self.warnings),
+            "trivial": self.trivial,
             "consistency": {name: res.to_dict() for name, res in self.consistency.items()},
             "cov": None if self.cov is None else self.cov.to_dict(),
             "magnification_cov": None
@@ -241,7 +260,7 @@ class EvaluationResult:
                     "captions": list(ex.captions),
                     "kind": ex.kind,
                 }
-                for ex in self.examples
+                for ex in [*self.examples, *self.typical_examples]
             ],
             "prediction_paths": self.prediction_paths,
             "config": self.config,

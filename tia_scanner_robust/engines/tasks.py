@@ -53,6 +53,7 @@ class TaskSettings(Protocol):
     positive_class: int
     ks: tuple[int, ...]
     ignore_background: bool
+    empty_pairs: str
 
     @property
     def cov_class_index(self) -> int:
@@ -125,8 +126,11 @@ class SegmentationTask(TaskSpec):
         return {"predictions": np.asarray(out["predictions"])}
 
     def metric_kwargs(self, settings: TaskSettings) -> dict[str, Any]:
-        """Dice with or without the background class."""
-        return {"ignore_background": settings.ignore_background}
+        """Dice with or without the background class, and the empty-vs-empty policy."""
+        return {
+            "ignore_background": settings.ignore_background,
+            "empty_pairs": getattr(settings, "empty_pairs", "exclude"),
+        }
 
     def scalar(self, output: dict[str, Any], settings: TaskSettings) -> float:
         """Fraction of the label map's pixels in the CoV class."""
@@ -284,6 +288,7 @@ class _Settings:
     positive_class: int = 1
     ks: tuple[int, ...] = (1,)
     ignore_background: bool = False
+    empty_pairs: str = "exclude"
     cov_class_index: int = 1
 
     def __post_init__(self) -> None:

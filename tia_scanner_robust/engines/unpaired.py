@@ -309,11 +309,7 @@ class UnpairedEvaluator(PatchModeEvaluator):
                 f"one of {', '.join(UNPAIRED_METRICS)} (masks or labels), got {task!r}."
             )
             raise ValueError(msg)
-        super().__init__(model, task, **kwargs)
-        if isinstance(n_resamples, bool) or int(n_resamples) != n_resamples or n_resamples < 1:
-            msg = f"n_resamples must be a positive integer, got {n_resamples!r}."
-            raise ValueError(msg)
-        self.n_resamples = int(n_resamples)
+        super().__init__(model, task, n_resamples=n_resamples, **kwargs)
         self.n_tile_batch = max(1, int(n_tile_batch))
         self.metric = UNPAIRED_METRICS[task]
 
@@ -327,13 +323,47 @@ class UnpairedEvaluator(PatchModeEvaluator):
         out = tuple(int(v) for v in out_shape) if out_shape is not None else tile
         return tile, out  # type: ignore[return-value]
 
-    def segment(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+    def _run_checked(self, batch: np.ndarray, where: str, row_ids: list[str]) -> np.ndarray:
+        """One engine run's label maps; NaN/inf model outputs raise, naming the sample."""
+        from tia_scanner_robust.engines.checks import FiniteOutputGuard  # noqa: PLC0415
+
+        guard = FiniteOutputGuard(self.model)
+        try:
+            preds = self._run_patch_engine(batch)["predictions"]
+        finally:
+            guard.close()
+        if guard.bad_rows:
+            row = guard.bad_rows[0]
+            sample = row_ids[row] if row < len(row_ids) else row_ids[0]
+            msg = (
+                f"non-finite model output on {where}, sample {sample!r}: {guard.n_nan} NaN and "
+                f"{guard.n_inf} inf value(s); scores of such outputs are meaningless (argmax of "
+                "NaN is class 0). Check the weights and the input normalisation."
+            )
+            raise ValueError(msg)
+        return preds
+
+    def segment(
+        self,
+        images: Sequence[np.ndarray],
+        *,
+        where: str = "the model",
+        sample_ids: Sequence[str] | None = None,
+    ) -> list[np.ndarray]:
         """Label maps of RGB images of any size, each the size of its image.
 
         Fully convolutional models: the images are reflect-padded to one
         common size, run in one engine call and cropped back. Other models:
         each image is tiled (:func:`tile_image`), the tiles run in engine
         calls of ``n_tile_batch`` and are stitched back (:func:`stitch_tiles`).
+
+        Args:
+            images: RGB uint8 images.
+            where: What the images are (e.g. ``"scanner 'A'"``), for errors.
+            sample_ids: Their ids, for errors.
+
+        Raises:
+            ValueError: If the model outputs NaN or inf (naming the sample).
 
         Examples:
             >>> import numpy as np
@@ -345,6 +375,7 @@ class UnpairedEvaluator(PatchModeEvaluator):
         """
         if not images:
             return []
+        ids = list(sample_ids) if sample_ids is not None else [f"#{i}" for i in range(len(images))]
         shapes = [tuple(im.shape[:2]) for im in images]
         tiles_spec = self._tile_shapes()
         if tiles_spec is None:
@@ -355,7 +386,7 @@ class UnpairedEvaluator(PatchModeEvaluator):
                     for im, s in zip(images, shapes, strict=True)
                 ]
             )
-            preds = self._run_patch_engine(batch)["predictions"]
+            preds = self._run_checked(batch, where, ids)
             return [
                 to_grid(np.asarray(p), canvas)[: s[0], : s[1]].astype(np.int64)
                 for p, s in zip(preds, shapes, strict=True)
@@ -363,11 +394,11 @@ class UnpairedEvaluator(PatchModeEvaluator):
         tile, out = tiles_spec
         cut = [tile_image(im, tile, out) for im in images]
         flat = np.concatenate([t for t, _ in cut])
+        owner = [ids[i] for i, (t, _) in enumerate(cut) for _ in range(len(t))]
         preds = []
         for start in range(0, len(flat), self.n_tile_batch):
-            preds.extend(
-                self._run_patch_engine(flat[start : start + self.n_tile_batch])["predictions"]
-            )
+            stop = start + self.n_tile_batch
+            preds.extend(self._run_checked(flat[start:stop], where, owner[start:stop]))
         results, k = [], 0
         for (tiles, grid), shape in zip(cut, shapes, strict=True):
             results.append(
@@ -487,7 +518,9 @@ class UnpairedEvaluator(PatchModeEvaluator):
             sizes.update(tuple(im.shape[:2]) for im in images)
             t0 = time.perf_counter()
             if self.task == "segmentation":
-                preds = self.segment(images)
+                preds = self.segment(
+                    images, where=f"scanner {scanner!r}", sample_ids=ids[c0 : c0 + len(part)]
+                )
                 self._timings[f"infer/{scanner}"] += time.perf_counter() - t0
                 summary.update(preds)
                 padded += self._count_padded(images)

@@ -239,9 +239,14 @@ class CanvasDice:
         handles: The boxes, indexed by the ids fed to the metric.
         num_classes: Number of classes of the label maps.
         ignore_background: Skip class 0 in the average.
+
+    Calls return ``(scores, empty)``: ``empty`` flags the boxes of which
+    neither holds a foreground class (``reports_empty``), so the metric's
+    ``empty_pairs`` policy applies as for patch-mode Dice.
     """
 
     __name__ = "dice"
+    reports_empty = True
 
     def __init__(
         self, handles: list[RegionHandle], num_classes: int, *, ignore_background: bool = False
@@ -252,10 +257,14 @@ class CanvasDice:
 
     def pair(self, ha: RegionHandle, hb: RegionHandle) -> float:
         """Dice between two boxes (common extent)."""
+        return self._pair(ha, hb)[0]
+
+    def _pair(self, ha: RegionHandle, hb: RegionHandle) -> tuple[float, bool]:
+        """Dice between two boxes (common extent), and whether both are empty."""
         height = min(ha.shape[0], hb.shape[0])
         width = min(ha.shape[1], hb.shape[1])
         if height == 0 or width == 0:
-            return float("nan")
+            return float("nan"), False
         arr_a = open_output_array(ha.zarr_path, "predictions")
         arr_b = open_output_array(hb.zarr_path, "predictions")
         counts = np.zeros((self.num_classes, self.num_classes), np.int64)
@@ -267,14 +276,19 @@ class CanvasDice:
                 arr_b[hb.box[1] + r0 : hb.box[1] + r1, hb.box[0] : hb.box[0] + width]
             )
             counts += confusion_counts(block_a, block_b, self.num_classes)
-        return dice_from_confusion(counts, ignore_background=self.ignore_background)
+        foreground = counts[1:, :].sum() + counts[:, 1:].sum()
+        return dice_from_confusion(counts, ignore_background=self.ignore_background), bool(
+            foreground == 0
+        )
 
-    def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        """Scores of row-aligned id arrays ``a`` and ``b``."""
+    def __call__(self, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Scores of row-aligned id arrays ``a`` and ``b``, and the empty-vs-empty flags."""
         a = np.asarray(a, dtype=np.int64).ravel()
         b = np.asarray(b, dtype=np.int64).ravel()
-        return np.array(
-            [self.pair(self.handles[i], self.handles[j]) for i, j in zip(a, b, strict=True)]
+        pairs = [self._pair(self.handles[i], self.handles[j]) for i, j in zip(a, b, strict=True)]
+        return (
+            np.array([p[0] for p in pairs], dtype=np.float64),
+            np.array([p[1] for p in pairs], dtype=bool),
         )
 
 
@@ -420,7 +434,9 @@ class WSIModeEvaluator(EvaluatorBase):
             score = CanvasDice(
                 handles, self._canvas_classes(), ignore_background=self.ignore_background
             )
-            metric = PairedConsistency(score, scanners=scanners, nan_policy="omit")
+            metric = PairedConsistency(
+                score, scanners=scanners, nan_policy="omit", empty_pairs=self.empty_pairs
+            )
             for scanner in scanners:
                 metric.update(ids, scanner, np.array([handle_id[(i, scanner)] for i in ids]))
             consistency = {"dice": metric.compute()}
@@ -462,6 +478,7 @@ class WSIModeEvaluator(EvaluatorBase):
         box = region_box(sample.region, sample.mpp, info["geometry"], canvas[:2])
         handle = RegionHandle(info["zarr"], box)
         fractions = class_fractions(handle, self._canvas_classes())
+        self._summary(acc, scanner).update_fractions(fractions[None], handle.shape[0] * handle.shape[1])
         for c, value in enumerate(fractions[: self._num_classes() or fractions.size]):
             acc.per_sample[f"fraction_{c}"][scanner].append(float(value))
         cov_c = self.cov_class_index

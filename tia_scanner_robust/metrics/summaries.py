@@ -166,6 +166,35 @@ class PredictionSummary:
         else:
             self._update_features(arr)
 
+    def update_fractions(self, fractions: object, n_pixels: object) -> None:
+        """Add segmentation samples known only by their class pixel fractions.
+
+        For label maps too large to hold (whole-slide regions read block by
+        block): ``fractions`` ``(B, K)`` per sample, ``n_pixels`` ``(B,)`` (or
+        one number) pixels per sample; NaN rows (no pixel) are skipped.
+
+        Examples:
+            >>> s = PredictionSummary("segmentation")
+            >>> s.update_fractions([[1.0, 0.0], [0.5, 0.5]], 100)
+            >>> out = s.compute()
+            >>> out["class_pixel_fractions"], out["n_empty"]
+            ({'0': 0.75, '1': 0.25}, 1)
+
+        """
+        frac = np.atleast_2d(np.asarray(fractions, dtype=np.float64))
+        pixels = np.broadcast_to(np.asarray(n_pixels, dtype=np.float64), frac.shape[:1])
+        keep = np.isfinite(frac).all(axis=1) & (pixels > 0)
+        frac, pixels = frac[keep], pixels[keep]
+        if not frac.shape[0]:
+            return
+        counts = np.rint(frac * pixels[:, None]).astype(np.int64)
+        self._grow(counts.shape[1])
+        self._counts[: counts.shape[1]] += counts.sum(axis=0)
+        self._n += int(frac.shape[0])
+        self._n_pixels += int(counts.sum())
+        self._n_empty += int((counts[:, 1:].sum(axis=1) == 0).sum())
+        self._n_single += int(((counts > 0).sum(axis=1) <= 1).sum())
+
     def _update_maps(self, arr: np.ndarray) -> None:
         rows = arr.reshape(arr.shape[0], -1)
         if np.issubdtype(rows.dtype, np.floating):

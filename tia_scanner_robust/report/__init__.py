@@ -4,6 +4,8 @@
   :class:`~tia_scanner_robust.engines.results.EvaluationResult`.
 - :mod:`~tia_scanner_robust.report.figures`: the pair-matrix heatmap,
   per-scanner values, worst-pair example overlays.
+- :func:`write_unpaired_report`: the same for the unpaired
+  (domain-generalisation) protocol (:mod:`~tia_scanner_robust.report.unpaired`).
 - :mod:`~tia_scanner_robust.report.comparison`: trained variants side by side
   (:func:`write_comparison_report`), aggregated over seeds
   (:func:`aggregate_records`, :func:`records_markdown`) and plotted
@@ -27,6 +29,7 @@ from tia_scanner_robust.report.figures import (
     plot_per_scanner,
 )
 from tia_scanner_robust.report.html import REPORT_VERSION, render_html, write_report
+from tia_scanner_robust.report.unpaired import write_unpaired_report
 
 __all__ = [
     "REPORT_VERSION",
@@ -42,4 +45,5 @@ __all__ = [
     "render_html",
     "write_comparison_report",
     "write_report",
+    "write_unpaired_report",
 ]

@@ -38,7 +38,6 @@ Examples:
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import html
 import json
@@ -51,9 +50,11 @@ import numpy as np
 from tia_scanner_robust._io import atomic_write_text, to_jsonable
 from tia_scanner_robust.report import figures
 from tia_scanner_robust.report.distributions import plot_pair_distribution, plot_truth_overlays
+from tia_scanner_robust.report.tables import embed_png, format_cell, html_table
+from tia_scanner_robust.report.unpaired_section import unpaired_figures, unpaired_section
 
 if TYPE_CHECKING:
-    from collections.abc import Collection, Sequence
+    from collections.abc import Sequence
 
     from tia_scanner_robust.engines.results import EvaluationResult
     from tia_scanner_robust.engines.unpaired_results import UnpairedResult
@@ -117,46 +118,6 @@ _SCORE_TEXT = {
 }
 
 
-def format_cell(value: Any, digits: int = 4) -> str:
-    """One table cell's text: numbers rounded, ``None``/NaN as ``n/a``, the rest HTML-escaped.
-
-    Examples:
-        >>> format_cell(0.123456), format_cell(float("nan")), format_cell(3), format_cell("<a>")
-        ('0.1235', 'n/a', '3', '&lt;a&gt;')
-
-    """
-    if value is None:
-        return "n/a"
-    if isinstance(value, (bool, np.bool_)):
-        return str(bool(value))
-    if isinstance(value, (int, np.integer)):
-        return str(int(value))
-    if isinstance(value, (float, np.floating)):
-        return "n/a" if not math.isfinite(float(value)) else f"{float(value):.{digits}f}"
-    return html.escape(str(value))
-
-
-def embed_png(path: str | Path, caption: str = "", *, max_width: int | None = None) -> str:
-    """A ``<div class="figure">`` with the PNG at ``path`` inline (base64 ``data:`` URI).
-
-    Examples:
-        >>> import tempfile, pathlib
-        >>> path = pathlib.Path(tempfile.mkdtemp()) / "x.png"
-        >>> _ = path.write_bytes(b"png")
-        >>> embed_png(path, "a <b>")
-        '<div class="figure"><img alt="a &lt;b&gt;" src="data:image/png;base64,cG5n"><div class="caption">a &lt;b&gt;</div></div>'
-
-    """  # noqa: E501 - one doctest output line
-    data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
-    cap = f'<div class="caption">{html.escape(caption)}</div>' if caption else ""
-    alt = html.escape(caption or Path(path).stem)
-    style = f' style="max-width: {int(max_width)}px"' if max_width else ""
-    return (
-        f'<div class="figure"><img alt="{alt}"{style} src="data:image/png;base64,{data}">'
-        f"{cap}</div>"
-    )
-
-
 def _card(label: str, value: str, sub: str = "", *, bad: bool = False) -> str:
     cls = "card bad" if bad else "card"
     sub_html = f'<div class="sub">{sub}</div>' if sub else ""
@@ -164,37 +125,6 @@ def _card(label: str, value: str, sub: str = "", *, bad: bool = False) -> str:
         f'<div class="{cls}"><div class="label">{html.escape(label)}</div>'
         f'<div class="value">{value}</div>{sub_html}</div>'
     )
-
-
-def html_table(
-    header: Sequence[str],
-    rows: Sequence[Sequence[str]],
-    highlight: Collection[int] = (),
-    *,
-    row_class: str = "worst",
-) -> str:
-    """An HTML table; the rows at the ``highlight`` indices get ``class="<row_class>"``.
-
-    Args:
-        header: Column titles (escaped here).
-        rows: Cells, already HTML (see :func:`format_cell`).
-        highlight: Indices of the highlighted rows.
-        row_class: CSS class of those rows (``"worst"``: red, ``"best"``: green).
-
-    Returns:
-        The ``<table>`` element.
-
-    Examples:
-        >>> html_table(["a", "b"], [["1", "2"]], {0}, row_class="best")
-        '<table><thead><tr><th>a</th><th>b</th></tr></thead><tbody><tr class="best"><td>1</td><td>2</td></tr></tbody></table>'
-
-    """  # noqa: E501 - one doctest output line
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = []
-    for i, row in enumerate(rows):
-        cls = f' class="{row_class}"' if i in highlight else ""
-        body.append(f"<tr{cls}>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
 def _pairs_table(result: EvaluationResult) -> str:
@@ -471,32 +401,40 @@ def render_html(
 def _example_figures(
     result: EvaluationResult, out_dir: Path, figure_paths: dict[str, Path]
 ) -> None:
-    """Worst and typical pairs (``example_<kind>_pair_<k>.png``), with truth overlays."""
-    counts: dict[str, int] = {}
-    for i, example in enumerate(result.examples):
-        kind = getattr(example, "kind", "worst")
-        k = counts[kind] = counts.get(kind, -1) + 1
-        figure_paths[f"example_{i}"] = figures.plot_example_pair(
-            example, out_dir / f"example_{kind}_pair_{k}.png", class_dict=result.class_dict
-        )
-        truths = getattr(example, "truths", None)
-        mapped = getattr(example, "truth_predictions", None)
-        if truths is None or mapped is None:
-            continue
-        rows = [
-            {
-                "image": image,
-                "truth": truth,
-                "prediction": pred,
-                "title": f"{scanner} ({kind})\n{example.specimen_id}",
-            }
-            for scanner, image, truth, pred in zip(
-                example.scanners, example.images, truths, mapped, strict=True
+    """Worst and typical pairs (``example_<kind>_pair_<k>.png``), with truth overlays.
+
+    Figure keys: ``example_<k>`` / ``truth_<k>`` for the worst pairs,
+    ``typical_<k>`` / ``typical_truth_<k>`` for the typical ones.
+    """
+    for kind, prefix, examples in (
+        ("worst", "", result.examples),
+        ("typical", "typical_", getattr(result, "typical_examples", [])),
+    ):
+        for k, example in enumerate(examples):
+            key = f"{prefix}{k}" if prefix else f"example_{k}"
+            figure_paths[key] = figures.plot_example_pair(
+                example, out_dir / f"example_{kind}_pair_{k}.png", class_dict=result.class_dict
             )
-        ]
-        figure_paths[f"truth_{i}"] = plot_truth_overlays(
-            rows, out_dir / f"truth_{kind}_pair_{k}.png", class_names=_mask_names(result, truths)
-        )
+            truths = getattr(example, "truths", None)
+            mapped = getattr(example, "truth_predictions", None)
+            if truths is None or mapped is None:
+                continue
+            rows = [
+                {
+                    "image": image,
+                    "truth": truth,
+                    "prediction": pred,
+                    "title": f"{scanner} ({kind})\n{example.specimen_id}",
+                }
+                for scanner, image, truth, pred in zip(
+                    example.scanners, example.images, truths, mapped, strict=True
+                )
+            ]
+            figure_paths[f"{prefix}truth_{k}"] = plot_truth_overlays(
+                rows,
+                out_dir / f"truth_{kind}_pair_{k}.png",
+                class_names=_mask_names(result, truths),
+            )
 
 
 def _mask_names(result: EvaluationResult, truths: Sequence[np.ndarray]) -> dict[int, str]:
@@ -517,31 +455,37 @@ def _mask_names(result: EvaluationResult, truths: Sequence[np.ndarray]) -> dict[
 def _example_sections(result: EvaluationResult, figure_paths: dict[str, Path]) -> list[str]:
     """The worst pair's examples and the typical ones, each beside its truth overlay."""
     out: list[str] = []
-    for kind, heading, caption in (
+    for prefix, heading, caption, examples in (
         (
-            "worst",
+            "",
             "Worst pair: example predictions",
             "the same specimen scanned by the two scanners of the worst pair (lowest score)",
+            result.examples,
         ),
         (
-            "typical",
+            "typical_",
             "Typical specimen on the worst pair",
             "a specimen whose score on the worst pair is closest to the median",
+            getattr(result, "typical_examples", []),
         ),
     ):
         keys = [
-            i
-            for i, example in enumerate(result.examples)
-            if getattr(example, "kind", "worst") == kind and f"example_{i}" in figure_paths
+            k
+            for k in range(len(examples))
+            if (f"{prefix}{k}" if prefix else f"example_{k}") in figure_paths
         ]
         if not keys:
             continue
         out.append(f"<h2>{html.escape(heading)}</h2>")
-        for i in keys:
-            out.append(embed_png(figure_paths[f"example_{i}"], caption))
-            if f"truth_{i}" in figure_paths:
+        for k in keys:
+            out.append(
+                embed_png(figure_paths[f"{prefix}{k}" if prefix else f"example_{k}"], caption)
+            )
+            if f"{prefix}truth_{k}" in figure_paths:
                 out.append(
-                    embed_png(figure_paths[f"truth_{i}"], "prediction against the ground truth")
+                    embed_png(
+                        figure_paths[f"{prefix}truth_{k}"], "prediction against the ground truth"
+                    )
                 )
     return out
 
@@ -561,8 +505,6 @@ def _unpaired_sections(unpaired: UnpairedResult | None, figure_paths: dict[str, 
     """The unpaired protocol's section of a paired report (both protocols in one report)."""
     if unpaired is None:
         return []
-    from tia_scanner_robust.report.unpaired import unpaired_section  # noqa: PLC0415
-
     return [
         "<h2>Per-scanner performance against ground truth (unpaired protocol)</h2>",
         unpaired_section(unpaired, figure_paths, heading="h3"),
@@ -667,8 +609,6 @@ def write_report(
     report["report_version"] = REPORT_VERSION
     report["analysis"] = analysis_summary or None
     if unpaired is not None:
-        from tia_scanner_robust.report.unpaired import unpaired_figures  # noqa: PLC0415
-
         figure_paths.update(unpaired_figures(unpaired, out_dir, dpi=dpi))
         report["domain_generalisation"] = unpaired.to_dict()
     report["figures"] = {k: p.name for k, p in figure_paths.items()}

@@ -1,5 +1,7 @@
 """Readable HTML pieces shared by the reports: settings tables, warning banners, intervals.
 
+- :func:`format_cell`, :func:`html_table`, :func:`embed_png`: table cells,
+  tables and inline PNG figures (re-exported by :mod:`~tia_scanner_robust.report.html`);
 - :func:`settings_table`: a nested settings mapping as a two-column table
   (dotted keys, lists joined, no Python ``repr``);
 - :func:`warning_banners`: one banner per warning sentence;
@@ -16,16 +18,27 @@ Examples:
 
 from __future__ import annotations
 
+import base64
 import html
 import math
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Collection, Mapping, Sequence
 
-__all__ = ["BANNER_CSS", "format_interval", "plain_value", "settings_table", "warning_banners"]
+__all__ = [
+    "BANNER_CSS",
+    "embed_png",
+    "format_cell",
+    "format_interval",
+    "html_table",
+    "plain_value",
+    "settings_table",
+    "warning_banners",
+]
 
 #: CSS of the warning banners (added to a page's stylesheet).
 BANNER_CSS = """
@@ -133,3 +146,74 @@ def format_interval(value: float | None, ci95: Sequence[float] | None, *, digits
     if ci95 is not None and len(ci95) == 2 and all(v is not None for v in ci95):
         text += f" [{float(ci95[0]):.{digits}f}, {float(ci95[1]):.{digits}f}]"
     return text
+
+
+def format_cell(value: Any, digits: int = 4) -> str:
+    """One table cell's text: numbers rounded, ``None``/NaN as ``n/a``, the rest HTML-escaped.
+
+    Examples:
+        >>> format_cell(0.123456), format_cell(float("nan")), format_cell(3), format_cell("<a>")
+        ('0.1235', 'n/a', '3', '&lt;a&gt;')
+
+    """
+    if value is None:
+        return "n/a"
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        return "n/a" if not math.isfinite(float(value)) else f"{float(value):.{digits}f}"
+    return html.escape(str(value))
+
+
+def embed_png(path: str | Path, caption: str = "", *, max_width: int | None = None) -> str:
+    """A ``<div class="figure">`` with the PNG at ``path`` inline (base64 ``data:`` URI).
+
+    Examples:
+        >>> import tempfile, pathlib
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "x.png"
+        >>> _ = path.write_bytes(b"png")
+        >>> embed_png(path, "a <b>")
+        '<div class="figure"><img alt="a &lt;b&gt;" src="data:image/png;base64,cG5n"><div class="caption">a &lt;b&gt;</div></div>'
+
+    """  # noqa: E501 - one doctest output line
+    data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+    cap = f'<div class="caption">{html.escape(caption)}</div>' if caption else ""
+    alt = html.escape(caption or Path(path).stem)
+    style = f' style="max-width: {int(max_width)}px"' if max_width else ""
+    return (
+        f'<div class="figure"><img alt="{alt}"{style} src="data:image/png;base64,{data}">'
+        f"{cap}</div>"
+    )
+
+
+def html_table(
+    header: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    highlight: Collection[int] = (),
+    *,
+    row_class: str = "worst",
+) -> str:
+    """An HTML table; the rows at the ``highlight`` indices get ``class="<row_class>"``.
+
+    Args:
+        header: Column titles (escaped here).
+        rows: Cells, already HTML (see :func:`format_cell`).
+        highlight: Indices of the highlighted rows.
+        row_class: CSS class of those rows (``"worst"``: red, ``"best"``: green).
+
+    Returns:
+        The ``<table>`` element.
+
+    Examples:
+        >>> html_table(["a", "b"], [["1", "2"]], {0}, row_class="best")
+        '<table><thead><tr><th>a</th><th>b</th></tr></thead><tbody><tr class="best"><td>1</td><td>2</td></tr></tbody></table>'
+
+    """  # noqa: E501 - one doctest output line
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = []
+    for i, row in enumerate(rows):
+        cls = f' class="{row_class}"' if i in highlight else ""
+        body.append(f"<tr{cls}>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"

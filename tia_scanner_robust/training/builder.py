@@ -2,8 +2,14 @@
 
 :func:`build_trainer` turns an
 :class:`~tia_scanner_robust.training.config.ExperimentConfig` (the YAML of
-``tia-scanner-robust train``) into the smp model, the image/mask folder
-datasets, the configured hooks and the trainer.
+``tia-scanner-robust train``) into the model (the smp wrapper or the user's
+own class, :func:`~tia_scanner_robust.models.factory.build_model`), the
+image/mask folder datasets (checked eagerly unless ``data.check_data`` is
+false), the configured hooks and the trainer. Style-augmentation files of
+``data.style_kwargs`` and of a hook's ``style_kwargs`` are checked and read
+here (:func:`~tia_scanner_robust.training.run_config.load_style_kwargs`); the
+trainer writes the full resolved config with the package versions to the run
+folder's ``config.yaml``, which ``train --config RUN/config.yaml`` runs again.
 
 Examples:
     >>> from tia_scanner_robust.training.config import ExperimentConfig
@@ -16,10 +22,11 @@ Examples:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tia_scanner_robust.seeding import seed_everything
 from tia_scanner_robust.training.hooks import Hook, create_hook
+from tia_scanner_robust.training.run_config import load_style_kwargs, package_versions
 from tia_scanner_robust.training.trainer import Trainer
 
 if TYPE_CHECKING:
@@ -27,11 +34,43 @@ if TYPE_CHECKING:
 
     from tia_scanner_robust.training.config import ExperimentConfig
 
-__all__ = ["build_trainer"]
+__all__ = ["build_hooks", "build_trainer"]
+
+
+def _has_bank(style_kwargs: dict[str, Any]) -> bool:
+    """Whether FDA options (alone or a component's) carry a ``reference_images`` bank."""
+    if style_kwargs.get("reference_images") is not None:
+        return True
+    fda = style_kwargs.get("fda")
+    return isinstance(fda, dict) and fda.get("reference_images") is not None
+
+
+def build_hooks(config: ExperimentConfig) -> list[Hook]:
+    """The configured hooks, with the files of their ``style_kwargs`` checked and read.
+
+    A SimCons hook whose FDA has a reference bank takes its references from
+    the bank (``fda_references: none``) unless the config says otherwise.
+
+    Raises:
+        FileNotFoundError: If a file of a hook's ``style_kwargs`` is missing
+            (the message names ``hooks[i].kwargs.style_kwargs``).
+
+    """
+    hooks = []
+    for i, hook in enumerate(config.hooks):
+        kwargs = dict(hook.kwargs)
+        if isinstance(kwargs.get("style_kwargs"), dict):
+            kwargs["style_kwargs"] = load_style_kwargs(
+                kwargs["style_kwargs"], f"hooks[{i}].kwargs.style_kwargs"
+            )
+            if hook.name == "simcons" and _has_bank(kwargs["style_kwargs"]):
+                kwargs.setdefault("fda_references", "none")
+        hooks.append(create_hook(hook.name, **kwargs))
+    return hooks
 
 
 def build_trainer(config: ExperimentConfig, *, hooks: Sequence[Hook] = ()) -> Trainer:
-    """Build the smp model, folder datasets, hooks and :class:`Trainer` of a config.
+    """Build the model, folder datasets, hooks and :class:`Trainer` of a config.
 
     Args:
         config: An :class:`~tia_scanner_robust.training.config.ExperimentConfig`
@@ -42,13 +81,13 @@ def build_trainer(config: ExperimentConfig, *, hooks: Sequence[Hook] = ()) -> Tr
         A ready-to-``fit`` trainer.
 
     Raises:
-        ValueError: If ``data.train_dir`` is missing.
+        ValueError: If ``data.train_dir`` is missing, a file or the model is
+            invalid, or the data check fails (the message names the file).
+        FileNotFoundError: If a data folder or a configured file is missing.
 
     """
     # Lazy: smp/TIAToolbox/albumentations are only needed for config-built runs.
-    from tia_scanner_robust.models.segmentation import (  # noqa: PLC0415
-        SmpSegmentationModel,
-    )
+    from tia_scanner_robust.models.factory import build_model  # noqa: PLC0415
     from tia_scanner_robust.training.data import (  # noqa: PLC0415
         SegmentationFolderDataset,
         batch_style_hook,
@@ -62,8 +101,9 @@ def build_trainer(config: ExperimentConfig, *, hooks: Sequence[Hook] = ()) -> Tr
         raise ValueError(msg)
     num_classes = data.num_classes or mcfg.num_classes
     seed_everything(tcfg.seed)  # the model's random initialisation is part of the run
-    model = SmpSegmentationModel(
-        arch=mcfg.arch,
+    style_kwargs = load_style_kwargs(data.style_kwargs, "data.style_kwargs")
+    model = build_model(
+        mcfg.arch,
         encoder_name=mcfg.encoder_name,
         encoder_weights=mcfg.encoder_weights,
         num_classes=mcfg.num_classes,
@@ -82,6 +122,7 @@ def build_trainer(config: ExperimentConfig, *, hooks: Sequence[Hook] = ()) -> Tr
             style_augmentation=data.style_augmentation,
             style_p=data.style_p,
             style_device=data.style_device,
+            style_kwargs=style_kwargs,
         ),
         num_classes=num_classes,
         ignore_index=tcfg.ignore_index,
@@ -96,7 +137,22 @@ def build_trainer(config: ExperimentConfig, *, hooks: Sequence[Hook] = ()) -> Tr
             ignore_index=tcfg.ignore_index,
             seed=tcfg.seed,
         )
-    built = [create_hook(h.name, **h.kwargs) for h in config.hooks]
-    style_hook = batch_style_hook(data.style_augmentation, data.style_p, data.style_device)
+    if data.check_data:
+        # Lazy: the check reads every file; only config-built runs need it.
+        from tia_scanner_robust.training.data_check import (  # noqa: PLC0415
+            check_segmentation_data,
+        )
+
+        for dataset in (train, val):
+            if dataset is not None:
+                check_segmentation_data(
+                    dataset, num_classes=num_classes, ignore_index=tcfg.ignore_index
+                )
+    built = build_hooks(config)
+    style_hook = batch_style_hook(
+        data.style_augmentation, data.style_p, data.style_device, style_kwargs
+    )
     built = built if style_hook is None else [style_hook, *built]
-    return Trainer(model, train, val, config=tcfg, hooks=[*built, *hooks])
+    trainer = Trainer(model, train, val, config=tcfg, hooks=[*built, *hooks])
+    trainer.run_config = {**config.to_dict(), "versions": package_versions()}
+    return trainer

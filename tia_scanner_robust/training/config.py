@@ -46,6 +46,7 @@ Examples:
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -54,6 +55,7 @@ import yaml
 
 from tia_scanner_robust._io import to_jsonable
 from tia_scanner_robust._validation import check_in_choices, read_utf8_text
+from tia_scanner_robust.training.run_config import resolve_config_paths
 
 __all__ = [
     "OPTIMIZERS",
@@ -136,6 +138,9 @@ def _check_float(
     setattr(obj, name, float(value))
 
 
+#: ``module:Class`` form of ``ModelConfig.arch`` (a user's model class).
+_CLASS_SPEC = re.compile(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*")
+
 #: Values of ``DataConfig.style_device``.
 STYLE_DEVICES: tuple[str, ...] = ("cpu", "batch")
 
@@ -161,9 +166,10 @@ class TrainerConfig(_ConfigBase):
     """Training-loop options of :class:`~tia_scanner_robust.training.trainer.Trainer`.
 
     Attributes:
-        epochs: Number of epochs.
-        max_steps: Optional cap on optimiser steps (the schedule spans
-            ``min(epochs * steps_per_epoch, max_steps)`` steps).
+        epochs: Number of epochs (ignored when ``max_steps`` is set).
+        max_steps: Train exactly this many optimiser steps, however many
+            passes over the data that takes (``epochs`` is then ignored; the
+            schedule spans ``max_steps`` steps). ``None``: ``epochs`` epochs.
         batch_size: Per-process batch size (under DDP each rank loads this many).
         val_batch_size: Validation batch size (default ``batch_size``).
         num_workers: DataLoader workers.
@@ -191,8 +197,15 @@ class TrainerConfig(_ConfigBase):
         dice_include_background: Whether class 0 enters ``val_dice``.
         monitor: Validation metric selecting the best checkpoint.
         mode: ``"max"`` or ``"min"`` for ``monitor``.
-        checkpoint_every_n_steps: Also write the resumable checkpoint every
-            N steps (always at each epoch end).
+        val_every_steps: Validate (and log a ``metrics.jsonl`` row, update
+            ``best.pt``, write ``last.pt``) every N optimiser steps and at the
+            last step, instead of at every epoch end. The training means of a
+            row then cover the steps since the previous row.
+        checkpoint_every_steps: Also write the resumable checkpoint every N
+            steps (with epoch-based validation it is written at each epoch
+            end too).
+        checkpoint_every_n_steps: Old spelling of ``checkpoint_every_steps``
+            (kept equal to it).
         keep_step_checkpoints: Keep a copy of every step checkpoint
             (``step_00000010.pt``...) besides ``last.pt``.
         log_every_n_steps: Period of the per-step log (``steps.jsonl``).
@@ -232,6 +245,8 @@ class TrainerConfig(_ConfigBase):
     dice_include_background: bool = False
     monitor: str = "val_dice"
     mode: str = "max"
+    val_every_steps: int | None = None
+    checkpoint_every_steps: int | None = None
     checkpoint_every_n_steps: int | None = None
     keep_step_checkpoints: bool = False
     log_every_n_steps: int = 10
@@ -275,7 +290,17 @@ class TrainerConfig(_ConfigBase):
             msg = f"TrainerConfig.normalize_std must be > 0, got {self.normalize_std!r}."
             raise ValueError(msg)
         _check_choice(self, "mode", ("max", "min"))
+        _check_int(self, "val_every_steps", minimum=1, allow_none=True)
+        _check_int(self, "checkpoint_every_steps", minimum=1, allow_none=True)
         _check_int(self, "checkpoint_every_n_steps", minimum=1, allow_none=True)
+        new, old = self.checkpoint_every_steps, self.checkpoint_every_n_steps
+        if new is not None and old is not None and new != old:
+            msg = (
+                f"TrainerConfig.checkpoint_every_steps ({new}) and its old spelling "
+                f"checkpoint_every_n_steps ({old}) differ; give one."
+            )
+            raise ValueError(msg)
+        self.checkpoint_every_steps = self.checkpoint_every_n_steps = new or old
         _check_int(self, "log_every_n_steps", minimum=1)
         _check_int(self, "seed", minimum=0)
         if self.seed >= 2**32:
@@ -295,17 +320,30 @@ class TrainerConfig(_ConfigBase):
 
 @dataclass
 class ModelConfig(_ConfigBase):
-    """The smp network of :class:`~tia_scanner_robust.models.segmentation.SmpSegmentationModel`.
+    """The network: an smp architecture or the user's own ``torch.nn.Module`` class.
+
+    See :func:`~tia_scanner_robust.models.factory.build_model` for how each
+    form is built and the contract a user's model must meet.
 
     Attributes:
-        arch: smp architecture (default ``"DeepLabV3Plus"``, the paper's).
-        encoder_name: smp encoder (default ``"resnet34"``, the paper's).
-        encoder_weights: ``None`` (offline, random init) or ``"imagenet"``.
+        arch: An smp architecture name (default ``"DeepLabV3Plus"``, the
+            paper's; built as
+            :class:`~tia_scanner_robust.models.segmentation.SmpSegmentationModel`),
+            ``"tiatoolbox:NAME"`` (a class of
+            ``tiatoolbox.models.architecture``, e.g. ``"tiatoolbox:UNetModel"``)
+            or ``"package.module:Class"`` (any importable ``torch.nn.Module``
+            class, built with ``model_kwargs``).
+        encoder_name: smp encoder (default ``"resnet34"``, the paper's; smp only).
+        encoder_weights: ``None`` (random init), an smp hub name such as
+            ``"imagenet"`` (downloaded by smp), or the path of a local weight
+            file (a state dict of the smp encoder, read with
+            ``torch.load(weights_only=True)``; relative to the config file's folder).
         num_classes: Output classes (>= 2).
         patch_size: Inference patch side for TIAToolbox's engines.
         resolution: Inference resolution.
         units: Units of ``resolution`` (``"baseline"``, ``"mpp"``, ``"power"``, ``"level"``).
-        model_kwargs: Extra ``smp.create_model`` keyword arguments.
+        model_kwargs: Extra ``smp.create_model`` keyword arguments, or the
+            constructor arguments of a user's model class.
 
     """
 
@@ -325,6 +363,12 @@ class ModelConfig(_ConfigBase):
             if not isinstance(getattr(self, name), str) or not getattr(self, name):
                 msg = f"ModelConfig.{name} must be a non-empty string, got {getattr(self, name)!r}."
                 raise ValueError(msg)
+        if ":" in self.arch and not _CLASS_SPEC.fullmatch(self.arch):
+            msg = (
+                "ModelConfig.arch with ':' must be 'tiatoolbox:ClassName' or "
+                f"'package.module:ClassName', got {self.arch!r}."
+            )
+            raise ValueError(msg)
         if self.encoder_weights is not None and not isinstance(self.encoder_weights, str):
             msg = (
                 "ModelConfig.encoder_weights must be null or a string, "
@@ -358,6 +402,17 @@ class DataConfig(_ConfigBase):
             pipeline (a :func:`~tia_scanner_robust.augmentations.style_augmentation`
             name such as ``"colorjitter"``), the paper's "SA" rows.
         style_p: Probability of that style augmentation.
+        style_kwargs: Options of that style augmentation (the keyword
+            arguments of :func:`~tia_scanner_robust.augmentations.style_augmentation`;
+            per component for a ``"a+b"`` combination). File options take
+            paths, relative to the config file's folder: RandStainNA
+            ``templates`` (YAML files from ``fit-randstainna``), FDA
+            ``reference_images`` (a folder or a list of image files: a bank
+            of target-scanner images) and scanner ``profiles`` (profile
+            names or fitted profile YAML files); see
+            :mod:`~tia_scanner_robust.training.run_config`.
+        check_data: Open every image and mask when the run starts and check
+            their sizes and mask values (fails in seconds, naming the file).
         style_device: Where that style augmentation runs: ``"cpu"`` (default,
             in the DataLoader workers, per image) or ``"batch"`` (deferred to
             the training device, on the whole batch, by a
@@ -380,6 +435,8 @@ class DataConfig(_ConfigBase):
     style_augmentation: str | None = None
     style_p: float = 0.5
     style_device: str = "cpu"
+    style_kwargs: dict[str, Any] = field(default_factory=dict)
+    check_data: bool = True
 
     def __post_init__(self) -> None:
         _check_choice(self, "style_device", STYLE_DEVICES)
@@ -393,6 +450,15 @@ class DataConfig(_ConfigBase):
         _check_int(self, "crop_size", minimum=1, allow_none=True)
         _check_int(self, "val_crop_size", minimum=1, allow_none=True)
         _check_int(self, "num_classes", minimum=2, allow_none=True)
+        if not isinstance(self.style_kwargs, dict):
+            msg = f"DataConfig.style_kwargs must be a mapping, got {self.style_kwargs!r}."
+            raise ValueError(msg)
+        if self.style_kwargs and self.style_augmentation is None:
+            msg = "DataConfig.style_kwargs is set but DataConfig.style_augmentation is null."
+            raise ValueError(msg)
+        if not isinstance(self.check_data, bool):
+            msg = f"DataConfig.check_data must be true or false, got {self.check_data!r}."
+            raise ValueError(msg)
         for name in ("flip_p", "blur_p", "noise_p", "style_p"):
             _check_float(self, name, minimum=0.0)
             if getattr(self, name) > 1:
@@ -427,14 +493,22 @@ class HookConfig(_ConfigBase):
 
 @dataclass
 class ExperimentConfig(_ConfigBase):
-    """Top-level config: ``trainer``, ``model``, ``data`` and ``hooks`` sections."""
+    """Top-level config: ``trainer``, ``model``, ``data`` and ``hooks`` sections.
+
+    ``versions`` (package versions) is informational: the run folder's
+    ``config.yaml`` records the versions that ran it; it does not change a run.
+    """
 
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     hooks: list[HookConfig] = field(default_factory=list)
+    versions: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.versions, dict):
+            msg = f"ExperimentConfig.versions must be a mapping, got {self.versions!r}."
+            raise ValueError(msg)
         for name, cls in (("trainer", TrainerConfig), ("model", ModelConfig), ("data", DataConfig)):
             value = getattr(self, name)
             if isinstance(value, dict) or value is None:
@@ -467,6 +541,10 @@ class ExperimentConfig(_ConfigBase):
 def load_config(path: str | Path) -> ExperimentConfig:
     r"""Read an :class:`ExperimentConfig` from a YAML file (``yaml.safe_load``).
 
+    Relative file options (``data.style_kwargs`` and hook ``style_kwargs``
+    files, a local ``model.encoder_weights``) are made absolute against the
+    file's folder (:func:`~tia_scanner_robust.training.run_config.resolve_config_paths`).
+
     Args:
         path: YAML file with optional ``trainer``, ``model``, ``data`` and
             ``hooks`` sections.
@@ -497,6 +575,9 @@ def load_config(path: str | Path) -> ExperimentConfig:
     except yaml.YAMLError as err:
         msg = f"Invalid YAML in {path}: {err}"
         raise ValueError(msg) from err
+    # File options (style-augmentation files, local encoder weights) are
+    # relative to the config file's folder.
+    data = resolve_config_paths(data, path.parent.resolve())
     try:
         return ExperimentConfig.from_dict(data)
     except (TypeError, ValueError) as err:

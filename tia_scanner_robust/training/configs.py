@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from tia_scanner_robust.training.config import ExperimentConfig, load_config
+from tia_scanner_robust.training.run_config import resolve_config_paths
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -64,7 +65,7 @@ def _is_trainer_config(text: str) -> bool:
         data = yaml.safe_load(text)
     except yaml.YAMLError:
         return False
-    return isinstance(data, dict) and set(data) <= set(_SECTIONS)
+    return isinstance(data, dict) and set(data) <= {*_SECTIONS, "versions"}
 
 
 def list_configs() -> dict[str, str]:
@@ -246,7 +247,8 @@ def load_experiment_config(
     config = load_config(path)
     if not overrides:
         return config
-    merged = merge_overrides(config.to_dict(), dict(overrides))
+    # Paths given as overrides (--set) are relative to the current folder.
+    merged = merge_overrides(config.to_dict(), resolve_config_paths(dict(overrides), Path.cwd()))
     try:
         return ExperimentConfig.from_dict(merged)
     except (TypeError, ValueError) as err:

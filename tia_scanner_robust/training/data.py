@@ -89,6 +89,7 @@ def build_train_transform(
     style_augmentation: A.BasicTransform | A.BaseCompose | str | None = None,
     style_p: float = 0.5,
     style_device: str = "cpu",
+    style_kwargs: dict[str, Any] | None = None,
 ) -> A.Compose:
     """The paper's ordinary training augmentations, plus optional crop and style.
 
@@ -108,6 +109,8 @@ def build_train_transform(
         style_device: ``"cpu"`` (the style augmentation is part of this
             pipeline) or ``"batch"`` (left out: it runs on the training device,
             see :func:`batch_style_hook`).
+        style_kwargs: Options of a named style augmentation (files already
+            read: see :func:`~tia_scanner_robust.training.run_config.load_style_kwargs`).
 
     Returns:
         An ``A.Compose`` taking ``image=`` and ``mask=``.
@@ -127,7 +130,9 @@ def build_train_transform(
             style_augmentation as make_style,
         )
 
-        style_augmentation = make_style(style_augmentation, p=style_p)
+        style_augmentation = make_style(
+            style_augmentation, **{"p": style_p, **(style_kwargs or {})}
+        )
     transforms: list[Any] = []
     if crop_size is not None:
         transforms += [
@@ -149,6 +154,7 @@ def batch_style_hook(
     style_augmentation: A.BasicTransform | A.BaseCompose | str | None,
     style_p: float = 0.5,
     style_device: str = "cpu",
+    style_kwargs: dict[str, Any] | None = None,
 ) -> Hook | None:
     """The hook that styles the batch on the device for ``style_device="batch"``, else ``None``.
 
@@ -165,7 +171,7 @@ def batch_style_hook(
     # Lazy: the hook module loads the batched augmentations on demand.
     from tia_scanner_robust.training.simcons import BatchStyleHook  # noqa: PLC0415
 
-    return BatchStyleHook(style_augmentation, p=style_p)
+    return BatchStyleHook(style_augmentation, p=style_p, style_kwargs=style_kwargs)
 
 
 def build_eval_transform(crop_size: int | None = None) -> A.Compose | None:
@@ -192,10 +198,14 @@ def build_eval_transform(crop_size: int | None = None) -> A.Compose | None:
 
 
 def _metadata_keys(transform: object) -> list[str]:
-    """``metadata_key`` names used by a transform or any transform nested in it."""
+    """``metadata_key`` names used by a transform or any transform nested in it.
+
+    A transform with its own reference bank (FDA's ``reference_images``) is
+    left out: it draws its references from the bank.
+    """
     keys: list[str] = []
     key = getattr(transform, "metadata_key", None)
-    if isinstance(key, str):
+    if isinstance(key, str) and getattr(transform, "reference_images", None) is None:
         keys.append(key)
     for child in getattr(transform, "transforms", None) or []:
         keys += [k for k in _metadata_keys(child) if k not in keys]

@@ -1,4 +1,9 @@
-"""The trainer's run logs: ``config.json``, ``steps.jsonl``, ``metrics.jsonl`` and ``metrics.csv``.
+"""The trainer's run logs: ``config.json``/``.yaml``, ``steps.jsonl``, ``metrics.jsonl``/``.csv``.
+
+``config.json`` holds the trainer section; ``config.yaml`` (when the trainer
+was built from an experiment config) the full resolved config with the
+package versions, which ``tia-scanner-robust train --config RUN/config.yaml``
+runs again.
 
 ``steps.jsonl`` gets one line every ``log_every_n_steps`` optimiser steps
 (appended, line-buffered); ``metrics.jsonl`` and ``metrics.csv`` hold one row
@@ -30,7 +35,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tia_scanner_robust._io import atomic_write_json, atomic_write_text
+import yaml
+
+from tia_scanner_robust._io import atomic_write_json, atomic_write_text, to_jsonable
 
 __all__ = ["RunLogs"]
 
@@ -49,11 +56,19 @@ class RunLogs:
         self.enabled = enabled
         self._steps_file: Any = None
 
-    def open(self, config: dict[str, Any], *, global_step: int, history: list[dict]) -> None:
+    def open(
+        self,
+        config: dict[str, Any],
+        *,
+        global_step: int,
+        history: list[dict],
+        run_config: dict[str, Any] | None = None,
+    ) -> None:
         """Start (or resume) logging: write the config, trim and reopen ``steps.jsonl``.
 
         Args:
             config: The trainer config as a plain dict (``config.json``).
+            run_config: The full experiment config (``config.yaml``), if any.
             global_step: Steps done so far; step lines after it (left by an
                 interrupted attempt) are dropped.
             history: Epoch records so far (``metrics.jsonl``/``metrics.csv``
@@ -64,6 +79,9 @@ class RunLogs:
             return
         self.output_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_json(self.output_dir / "config.json", config)
+        if run_config is not None:
+            text = yaml.safe_dump(to_jsonable(run_config, allow_nan=True), sort_keys=False)
+            atomic_write_text(self.output_dir / "config.yaml", text)
         steps = self.output_dir / "steps.jsonl"
         kept = []
         if steps.is_file():

@@ -55,6 +55,7 @@ __all__ = [
     "ValidationMetrics",
     "batch_entry",
     "create_task",
+    "crop_targets_to",
     "logits_of",
 ]
 
@@ -80,6 +81,35 @@ def logits_of(outputs: Any) -> torch.Tensor:
         f"a 'logits' tensor; got {type(outputs).__name__}. Pass loss_fn= or a task adapter (task=)."
     )
     raise TypeError(msg)
+
+
+def crop_targets_to(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Centre-crop ``(B, H, W)`` targets to the ``(B, C, H', W')`` logits' size.
+
+    A network with valid convolutions (TIAToolbox's ``UNetModel``) returns a
+    map smaller than its input, centred on it; its loss and metrics compare
+    it with the centre of the mask. Same-size targets are returned as they are.
+
+    Raises:
+        ValueError: If the logits are larger than the targets.
+
+    Examples:
+        >>> import torch
+        >>> crop_targets_to(torch.zeros(1, 2, 2, 2), torch.arange(16).reshape(1, 4, 4)).tolist()
+        [[[5, 6], [9, 10]]]
+
+    """
+    if logits.ndim != 4 or targets.ndim != 3 or logits.shape[-2:] == targets.shape[-2:]:
+        return targets
+    (h, w), (th, tw) = logits.shape[-2:], targets.shape[-2:]
+    if h > th or w > tw:
+        msg = (
+            f"The model's output is {h} x {w} but the targets are {th} x {tw}: a segmentation "
+            "model must return logits no larger than its input."
+        )
+        raise ValueError(msg)
+    top, left = (th - h) // 2, (tw - w) // 2
+    return targets[:, top : top + h, left : left + w]
 
 
 def batch_entry(batch: dict[str, Any], key: str, option: str) -> Any:
@@ -134,6 +164,7 @@ class DiceMetrics(ValidationMetrics):
     def update(self, outputs: Any, targets: torch.Tensor, batch: dict[str, Any]) -> None:  # noqa: ARG002 - protocol signature
         """Add the batch's per-class counts (pixels equal to ``ignore_index`` excluded)."""
         logits = logits_of(outputs)
+        targets = crop_targets_to(logits, targets)
         pred = logits.argmax(dim=1)
         valid = _valid_rows(targets, self.ignore_index)
         c = logits.shape[1]
@@ -278,8 +309,10 @@ class SegmentationTask(TrainingTask):
     def supervised_loss(
         self, outputs: Any, targets: torch.Tensor, *, config: TrainerConfig
     ) -> torch.Tensor | dict[str, torch.Tensor]:
-        """Cross-entropy + soft Dice (``ignore_index`` excluded)."""
-        return segmentation_loss(logits_of(outputs), targets, ignore_index=config.ignore_index)
+        """Cross-entropy + soft Dice (``ignore_index`` excluded; targets cropped to the logits)."""
+        logits = logits_of(outputs)
+        targets = crop_targets_to(logits, targets)
+        return segmentation_loss(logits, targets, ignore_index=config.ignore_index)
 
     def validation_metrics(
         self, *, config: TrainerConfig, device: torch.device

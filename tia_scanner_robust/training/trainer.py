@@ -14,11 +14,14 @@ TIAToolbox is inference-only; this trainer fills the gap for any
   an adapter, not a trainer subclass.
 - Validation: ``val_loss`` and ``val_dice`` (per class, pooled over the
   whole validation set, averaged over the foreground classes present) or
-  ``val_accuracy``; the best epoch on ``config.monitor`` goes to ``best.pt``.
+  ``val_accuracy``; the best epoch on ``config.monitor`` goes to ``best.pt``. With
+  ``val_every_steps`` validation runs every N optimiser steps (and at the
+  last) instead of at epoch ends; ``max_steps`` fixes the run length in
+  steps whatever the epoch length.
 - Hooks (:mod:`tia_scanner_robust.training.hooks`) add loss terms, transform
   batches, add metrics.
 - Checkpoints (:mod:`~tia_scanner_robust.training.checkpoint`): ``last.pt``
-  (every ``checkpoint_every_n_steps`` steps and at every epoch end,
+  (every ``checkpoint_every_steps`` steps and at every validation,
   atomically) holds the model, optimiser, scheduler, AMP
   scaler, counters, hook states and every RNG state (Python, NumPy, torch
   CPU/CUDA, per rank); data order and augmentations are functions of
@@ -67,7 +70,6 @@ import contextlib
 import logging
 import math
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -90,6 +92,7 @@ from tia_scanner_robust.training.distributed import init_distributed, resolve_de
 from tia_scanner_robust.training.hooks import Hook, create_hook, hook_state_keys
 from tia_scanner_robust.training.logs import RunLogs
 from tia_scanner_robust.training.optim import build_optimizer, build_scheduler
+from tia_scanner_robust.training.results import FitResult, select_rows, to_float_outputs
 from tia_scanner_robust.training.state import (
     capture_rng_state,
     derive_seed,
@@ -113,53 +116,6 @@ logger = logging.getLogger(__name__)
 
 #: Batch key of the optional ``(N,)`` bool tensor selecting supervised rows.
 SUPERVISED_MASK_KEY = "supervised_mask"
-
-
-# ----------------------------------------------------------------------------- results
-@dataclass
-class FitResult:
-    """What :meth:`Trainer.fit` returns.
-
-    Attributes:
-        monitor: The monitored metric name.
-        best_metric: Its best value (``None`` if never computed).
-        best_epoch: The 0-based epoch of the best value.
-        global_step: Optimiser steps done.
-        epochs_completed: Epochs finished.
-        stopped_early: ``True`` when ``stop_at_step`` ended the run.
-        last_checkpoint: Path of ``last.pt`` (resumable state).
-        best_checkpoint: Path of ``best.pt`` (weights of the best epoch), if written.
-        history: One metrics dict per epoch.
-
-    """
-
-    monitor: str
-    best_metric: float | None
-    best_epoch: int | None
-    global_step: int
-    epochs_completed: int
-    stopped_early: bool
-    last_checkpoint: Path | None
-    best_checkpoint: Path | None
-    history: list[dict[str, Any]] = field(default_factory=list)
-
-
-def _to_float_outputs(outputs: Any) -> Any:
-    if isinstance(outputs, torch.Tensor):
-        return outputs.float() if outputs.is_floating_point() else outputs
-    if isinstance(outputs, dict):
-        return {k: _to_float_outputs(v) for k, v in outputs.items()}
-    if isinstance(outputs, (list, tuple)):
-        return type(outputs)(_to_float_outputs(v) for v in outputs)
-    return outputs
-
-
-def _select_rows(value: Any, rows: torch.Tensor) -> Any:
-    if isinstance(value, torch.Tensor) and value.ndim and value.shape[0] == rows.shape[0]:
-        return value[rows.to(value.device)]
-    if isinstance(value, dict):
-        return {k: _select_rows(v, rows) for k, v in value.items()}
-    return value
 
 
 class Trainer:
@@ -255,9 +211,9 @@ class Trainer:
             world_size=self.world_size,
             drop_last=config.drop_last,
         )
-        self.total_steps = config.epochs * self.steps_per_epoch
-        if config.max_steps is not None:
-            self.total_steps = min(self.total_steps, config.max_steps)
+        # max_steps, when set, is the length of the run whatever the epoch length.
+        self.total_steps = config.max_steps or config.epochs * self.steps_per_epoch
+        self.num_epochs = math.ceil(self.total_steps / self.steps_per_epoch)
 
         self.amp = self._resolve_amp()
         self.optimizer = build_optimizer(self.model, config)
@@ -283,6 +239,8 @@ class Trainer:
         self._logs = RunLogs(self.output_dir, enabled=self.is_main_process)
         self._warned_monitor = False
         self._epoch_start_time = time.time()
+        #: The full experiment config (``build_trainer`` sets it), written as ``config.yaml``.
+        self.run_config: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ properties
     @property
@@ -477,7 +435,7 @@ class Trainer:
                 )
                 raise ValueError(msg)
             if not bool(rows.all()):
-                outputs = _select_rows(outputs, rows)
+                outputs = select_rows(outputs, rows)
                 targets = targets[rows.to(targets.device)]
         out = self.supervised_loss(outputs, targets)
         if isinstance(out, dict):
@@ -503,7 +461,7 @@ class Trainer:
         inputs = self.prepare_inputs(batch)
         with self._autocast():
             outputs = self.forward_model(inputs)
-        outputs = _to_float_outputs(outputs)
+        outputs = to_float_outputs(outputs)
         for hook in self.hooks:
             outputs = hook.on_forward(self, batch, outputs)
         losses = self.compute_loss(outputs, batch)
@@ -584,7 +542,7 @@ class Trainer:
             inputs = self.prepare_inputs(batch)
             with self._autocast():
                 outputs = self.model(inputs)
-            outputs = _to_float_outputs(outputs)
+            outputs = to_float_outputs(outputs)
             targets = self.prepare_targets(batch)
             losses = self.compute_loss(outputs, batch)
             n = targets.shape[0]
@@ -642,7 +600,7 @@ class Trainer:
             best_metric=self.best_metric,
             best_epoch=self.best_epoch,
             global_step=self.global_step,
-            epochs_completed=len(self.history),
+            epochs_completed=self.epoch,
             stopped_early=stopped,
             last_checkpoint=self.last_checkpoint_path
             if self.last_checkpoint_path.is_file()
@@ -653,7 +611,7 @@ class Trainer:
 
     def _run_epochs(self, stop_at_step: int | None) -> bool:
         """Epoch loop; returns ``True`` if ``stop_at_step`` interrupted it."""
-        while self.epoch < self.config.epochs:
+        while self.epoch < self.num_epochs:
             if self.global_step >= self.total_steps and self.batch_in_epoch == 0:
                 return False
             if stop_at_step is not None and self.global_step >= stop_at_step:
@@ -668,8 +626,9 @@ class Trainer:
         cfg = self.config
         epoch = self.epoch
         if self.batch_in_epoch == 0:
-            self._epoch_sums, self._epoch_count = {}, 0
-            self._epoch_start_time = time.time()
+            if cfg.val_every_steps is None:  # else the means span the steps between validations
+                self._epoch_sums, self._epoch_count = {}, 0
+                self._epoch_start_time = time.time()
             for hook in self.hooks:
                 hook.on_epoch_start(self, epoch)
         loader = self._train_loader(epoch, self.batch_in_epoch)
@@ -678,7 +637,7 @@ class Trainer:
             loader,
             total=self.steps_per_epoch,
             initial=self.batch_in_epoch,
-            desc=f"epoch {epoch + 1}/{cfg.epochs}",
+            desc=f"epoch {epoch + 1}/{self.num_epochs}",
             leave=False,
             disable=not (cfg.progress and self.is_main_process),
         )
@@ -692,11 +651,13 @@ class Trainer:
             bar.set_postfix(loss=f"{logged['loss']:.4f}")
             if self.global_step % cfg.log_every_n_steps == 0:
                 self._log_step(logged)
-            every = cfg.checkpoint_every_n_steps
-            if every is not None and self.global_step % every == 0:
+            validated = self._step_validation()
+            every = cfg.checkpoint_every_steps
+            on_grid = every is not None and self.global_step % every == 0
+            if on_grid or validated:
                 self.save_checkpoint(self.last_checkpoint_path)
-                if cfg.keep_step_checkpoints:
-                    self.save_checkpoint(self.output_dir / f"step_{self.global_step:08d}.pt")
+            if on_grid and cfg.keep_step_checkpoints:
+                self.save_checkpoint(self.output_dir / f"step_{self.global_step:08d}.pt")
             if self.global_step >= self.total_steps:
                 break
             if stop_at_step is not None and self.global_step >= stop_at_step:
@@ -717,7 +678,37 @@ class Trainer:
         count = max(values[-1].item(), 1.0)
         return {f"train_{k}": values[i].item() / count for i, k in enumerate(keys)}
 
+    def _step_validation(self) -> bool:
+        """With ``val_every_steps``: validate on its grid and at the last step."""
+        every = self.config.val_every_steps
+        if every is None or not (
+            self.global_step % every == 0 or self.global_step >= self.total_steps
+        ):
+            return False
+        self._evaluate(epoch_end=False)
+        self._epoch_sums, self._epoch_count = {}, 0
+        self._epoch_start_time = time.time()
+        return True
+
     def _end_epoch(self) -> None:
+        if self.config.val_every_steps is not None:
+            last = self.history[-1] if self.history else {}
+            record = {**last, "epoch": self.epoch, "step": self.global_step}
+            for hook in self.hooks:
+                hook.on_epoch_end(self, self.epoch, record)
+            self.epoch += 1
+            self.batch_in_epoch = 0
+            if self.global_step >= self.total_steps:
+                self.save_checkpoint(self.last_checkpoint_path)
+            return
+        self._evaluate(epoch_end=True)
+        self.epoch += 1
+        self.batch_in_epoch = 0
+        self._epoch_sums, self._epoch_count = {}, 0
+        self.save_checkpoint(self.last_checkpoint_path)
+
+    def _evaluate(self, *, epoch_end: bool) -> None:
+        """Validate, update ``best.pt`` and append a row to the history and the logs."""
         record: dict[str, Any] = {"epoch": self.epoch, "step": self.global_step}
         record["lr"] = float(self.optimizer.param_groups[0]["lr"])
         record.update(self._reduced_train_means())
@@ -730,14 +721,11 @@ class Trainer:
         record.update(metrics)
         record["time_s"] = round(time.time() - self._epoch_start_time, 3)
         self._update_best(record)
-        for hook in self.hooks:
-            hook.on_epoch_end(self, self.epoch, record)
+        if epoch_end:
+            for hook in self.hooks:
+                hook.on_epoch_end(self, self.epoch, record)
         self.history.append(record)
         self._write_epoch_logs(record)
-        self.epoch += 1
-        self.batch_in_epoch = 0
-        self._epoch_sums, self._epoch_count = {}, 0
-        self.save_checkpoint(self.last_checkpoint_path)
 
     def _update_best(self, record: dict[str, Any]) -> None:
         cfg = self.config
@@ -765,7 +753,12 @@ class Trainer:
 
     # ------------------------------------------------------------------ logging
     def _open_logs(self) -> None:
-        self._logs.open(self.config.to_dict(), global_step=self.global_step, history=self.history)
+        self._logs.open(
+            self.config.to_dict(),
+            global_step=self.global_step,
+            history=self.history,
+            run_config=self.run_config,
+        )
 
     def _close_logs(self) -> None:
         self._logs.close()

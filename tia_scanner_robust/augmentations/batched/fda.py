@@ -315,12 +315,16 @@ class BatchFDA:
         source = source.cpu()
         if source.dtype != torch.uint8:
             source = source.to(torch.float32).clamp(0.0, 1.0)
-        planes = source.contiguous().numpy()
+        channels_last = source.permute(0, 2, 3, 1)
+        stored_hwc = channels_last.is_contiguous()
+        arrays = channels_last.numpy() if stored_hwc else source.contiguous().numpy()
         betas = params["beta"].double().tolist()
         index = params["reference_index"].tolist()
 
         def swap(i: int, image: np.ndarray) -> np.ndarray:
-            reference = cv2.merge(list(planes[index[i]]))  # (H, W, 3), contiguous
+            reference = arrays[index[i]]
+            if not stored_hwc:
+                reference = cv2.merge(list(reference))  # (H, W, 3), contiguous
             return fda_swap(image, reference, betas[i], window=self.window)
 
         return map_images(images, swap)
