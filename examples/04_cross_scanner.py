@@ -118,6 +118,32 @@ def write_folder_manifest(data_dir: Path, out_csv: Path) -> Path:
     return out_csv
 
 
+def rescaled_copy(samples: list[Any], factor: float, folder: Path) -> Path:
+    """Write every sample shrunk by ``factor`` (area for images, nearest for masks); its manifest.
+
+    Training and testing then see the same scale; a smaller scale buys more
+    optimiser steps on a CPU.
+    """
+    from PIL import Image  # noqa: PLC0415
+
+    from tia_scanner_robust.data.paired import load_sample_image, load_sample_mask  # noqa: PLC0415
+
+    for sample in samples:
+        stem = sample.specimen_id.split("/")[-1]
+        image_path = folder / sample.scanner / "images" / f"{stem}.png"
+        mask_path = folder / sample.scanner / "masks" / f"{stem}.png"
+        if image_path.is_file() and mask_path.is_file():
+            continue
+        image = load_sample_image(sample)
+        mask = np.asarray(load_sample_mask(sample, image.shape), dtype=np.uint8)
+        size = (round(image.shape[1] / factor), round(image.shape[0] / factor))
+        small = np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BOX))
+        small_mask = np.asarray(Image.fromarray(mask).resize(size, Image.Resampling.NEAREST))
+        atomic_write_image(image_path, small)
+        atomic_write_image(mask_path, small_mask)
+    return write_folder_manifest(folder, folder / "manifest.csv")
+
+
 def split_training_scanners(
     groups: dict[str, list[Any]], held_out: str, n_val: int, split_seed: int
 ) -> tuple[list[Any], list[Any]]:
@@ -158,7 +184,13 @@ def materialise(samples: list[Any], folder: Path) -> Path:
 
 # --------------------------------------------------------------------------- config
 def experiment_config(
-    config: str, train_dir: Path, val_dir: Path, run_dir: Path, seed: int, args: argparse.Namespace
+    config: str,
+    *,
+    train_dir: Path,
+    val_dir: Path,
+    run_dir: Path,
+    seed: int,
+    args: argparse.Namespace,
 ) -> Any:
     """A shipped config with this experiment's training setting on top."""
     n_train = len(list((train_dir / "images").glob("*.png")))
@@ -209,11 +241,7 @@ def experiment_config(
 
 def setting_tag(args: argparse.Namespace) -> str:
     """Short hash of the training setting (runs of different settings never share a folder)."""
-    keys = (
-        "arch encoder encoder_depth encoder_weights crop_size steps batch_size lr "
-        "val_every n_val split_seed"
-    ).split()
-    text = json.dumps({k: getattr(args, k) for k in keys}, sort_keys=True, default=str)
+    text = json.dumps({k: getattr(args, k) for k in SETTING_KEYS}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
@@ -311,8 +339,14 @@ def plot_bars(
     for k, scanner in enumerate(held_out):
         means = [r.get(f"dice@{scanner}_mean", np.nan) for r in rows]
         stds = [r.get(f"dice@{scanner}_std", 0.0) for r in rows]
-        bars = ax.bar(x + (k - (len(held_out) - 1) / 2) * width, means, width, yerr=stds,
-                      capsize=2, label=f"held out: {scanner}")
+        bars = ax.bar(
+            x + (k - (len(held_out) - 1) / 2) * width,
+            means,
+            width,
+            yerr=stds,
+            capsize=2,
+            label=f"held out: {scanner}",
+        )
         level = trivial.get(scanner, {}).get("all_foreground")
         if level is not None:
             ax.axhline(level, color=bars.patches[0].get_facecolor(), ls="--", lw=1)
@@ -329,15 +363,32 @@ def plot_bars(
 
 
 # --------------------------------------------------------------------------- main
-def main(args: argparse.Namespace) -> None:
-    import torch  # noqa: PLC0415
+#: Arguments that define what is trained (their hash names the runs' folder).
+SETTING_KEYS = [
+    "arch",
+    "encoder",
+    "encoder_depth",
+    "encoder_weights",
+    "crop_size",
+    "steps",
+    "batch_size",
+    "lr",
+    "val_every",
+    "n_val",
+    "split_seed",
+    "downsample",
+]
 
-    torch.set_num_threads(args.threads)
+
+def prepare(args: argparse.Namespace) -> dict[str, Any]:
+    """Read (and rescale) the samples, check the arguments, write every fold's folders."""
     out: Path = args.out_dir
-    t0 = time.perf_counter()
     manifest = args.manifest or write_folder_manifest(args.data_dir, out / "manifest.csv")
     samples = read_unpaired_manifest(manifest)
-    protocol = choose_protocol("auto", samples)
+    if args.downsample != 1:
+        folder = out / f"data/scale-1_{args.downsample:g}"
+        manifest = rescaled_copy(samples, args.downsample, folder)
+        samples = read_unpaired_manifest(manifest)
     groups = group_by_scanner(samples)
     scanners = list(groups)
     held_out = list(args.held_out or scanners)
@@ -345,72 +396,86 @@ def main(args: argparse.Namespace) -> None:
     if unknown:
         msg = f"--held-out: unknown scanner(s) {unknown}; the manifest has {scanners}."
         raise ValueError(msg)
-    configs = list(args.variants)
-    missing = sorted(set(configs) - set(list_configs()))
+    missing = sorted(set(args.variants) - set(list_configs()))
     if missing:
         msg = f"--variants: unknown config(s) {missing}; shipped: {sorted(list_configs())}."
         raise ValueError(msg)
+    counts = ", ".join(f"{s} ({len(groups[s])})" for s in scanners)
     print(
-        f"{len(samples)} samples, scanners {', '.join(f'{s} ({len(groups[s])})' for s in scanners)};"
-        f" protocol chosen for them: {protocol}; setting {setting_tag(args)}",
+        f"{len(samples)} samples, scanners {counts}; protocol chosen for them: "
+        f"{choose_protocol('auto', samples)}; setting {setting_tag(args)}",
         flush=True,
     )
     folds = {}
     for scanner in held_out:
         train, val = split_training_scanners(groups, scanner, args.n_val, args.split_seed)
-        fold_dir = out / "data" / f"heldout-{scanner}"
+        fold_dir = out / "data" / f"folds-1_{args.downsample:g}" / f"heldout-{scanner}"
         folds[scanner] = (
             materialise(train, fold_dir / "train"),
             materialise(val, fold_dir / "val"),
             groups[scanner],
         )
         print(f"  fold held-out {scanner}: train {len(train)}, val {len(val)}", flush=True)
+    return {"manifest": manifest, "groups": groups, "held_out": held_out, "folds": folds}
 
-    jobs = [(s, h, c) for s in args.seeds for h in held_out for c in configs]
-    records, trivial = [], {}
-    tag = setting_tag(args)
-    for i, (seed, scanner, config) in enumerate(jobs, start=1):
-        train_dir, val_dir, test = folds[scanner]
-        name = f"{config}-seed{seed}"
-        run_dir = out / "runs" / tag / f"heldout-{scanner}" / name
-        cfg = experiment_config(config, train_dir, val_dir, run_dir, seed, args)
-        print(f"[{i}/{len(jobs)}] held out {scanner}: {VARIANTS.get(config, config)}, seed {seed}",
-              flush=True)
-        trained = train_variant(cfg)
-        overlay = config == args.overlay_variant and seed == args.seeds[0]
-        ev = evaluate_held_out(
-            trained.checkpoint,
-            test,
-            out / "eval" / tag / f"heldout-{scanner}" / name,
-            args,
-            overlay=overlay,
-        )
-        row = ev["per_scanner"][scanner]
-        trivial[scanner] = {
-            k: v for k, v in row["trivial"].items() if k.startswith("all_")
-        }
-        dice = row["mean"]
-        records.append(
-            {
-                "config": config,
-                "seed": seed,
-                "held_out": scanner,
-                "dice": dice,
-                "dice_ci95": row.get("ci95"),
-                "val_dice": trained.best_metric,
-                "best_step": trained.best_epoch,
-                "global_step": trained.global_step,
-                "seconds_per_step": trained.seconds_per_step,
-                "reused": trained.reused,
-            }
-        )
-        print(
-            f"    Dice on {scanner} {dice:.4f} (all-tumour {trivial[scanner].get('all_foreground', float('nan')):.4f}),"
-            f" val Dice {trained.best_metric if trained.best_metric is not None else float('nan'):.4f}"
-            f" ({'reused' if trained.reused else f'trained, {trained.seconds_per_step or 0:.2f} s/step'})",
-            flush=True,
-        )
 
+def run_one(
+    config: str,
+    seed: int,
+    scanner: str,
+    fold: tuple[Path, Path, list[Any]],
+    args: argparse.Namespace,
+) -> tuple[dict[str, Any], dict[str, float]]:
+    """Train (or reuse) one model of one fold and score it on the held-out scanner."""
+    train_dir, val_dir, test = fold
+    name = f"{config}-seed{seed}"
+    where = Path(setting_tag(args)) / f"heldout-{scanner}" / name
+    cfg = experiment_config(
+        config,
+        train_dir=train_dir,
+        val_dir=val_dir,
+        run_dir=args.out_dir / "runs" / where,
+        seed=seed,
+        args=args,
+    )
+    trained = train_variant(cfg)
+    overlay = config == args.overlay_variant and seed == args.seeds[0]
+    ev = evaluate_held_out(
+        trained.checkpoint, test, args.out_dir / "eval" / where, args, overlay=overlay
+    )
+    row = ev["per_scanner"][scanner]
+    trivial = {k: v for k, v in row["trivial"].items() if k.startswith("all_")}
+    record = {
+        "config": config,
+        "seed": seed,
+        "held_out": scanner,
+        "dice": row["mean"],
+        "dice_ci95": row.get("ci95"),
+        "val_dice": trained.best_metric,
+        "global_step": trained.global_step,
+        "seconds_per_step": trained.seconds_per_step,
+        "reused": trained.reused,
+    }
+    nan = float("nan")
+    how = "reused" if trained.reused else f"trained, {trained.seconds_per_step or nan:.2f} s/step"
+    val = trained.best_metric if trained.best_metric is not None else nan
+    print(
+        f"    Dice on {scanner} {row['mean']:.4f} "
+        f"(all-tumour {trivial.get('all_foreground', nan):.4f}), val Dice {val:.4f} ({how})",
+        flush=True,
+    )
+    return record, trivial
+
+
+def write_results(
+    records: list[dict[str, Any]],
+    trivial: dict[str, dict[str, float]],
+    prepared: dict[str, Any],
+    args: argparse.Namespace,
+    seconds: float,
+) -> None:
+    """``results.md``, ``results.json`` and ``cross_scanner_dice.png`` in the output folder."""
+    out, held_out, groups = args.out_dir, prepared["held_out"], prepared["groups"]
     flat = summarise(records, held_out)
     metrics = [f"dice@{s}" for s in held_out] + ["dice_mean", "dice_min"]
     rows = aggregate_records(flat, metrics=metrics)
@@ -422,27 +487,23 @@ def main(args: argparse.Namespace) -> None:
     val_table = records_markdown(val_rows, {f"val@{s}": f"fold {s}" for s in held_out})
     figure = plot_bars(rows, trivial, held_out, out / "cross_scanner_dice.png")
     settings = {
-        "manifest": str(manifest),
-        "scanners": {s: len(groups[s]) for s in scanners},
+        "manifest": str(prepared["manifest"]),
+        "scanners": {s: len(v) for s, v in groups.items()},
         "held_out": held_out,
-        "variants": configs,
+        "variants": list(args.variants),
         "seeds": list(args.seeds),
-        "setting_tag": tag,
-        **{
-            k: getattr(args, k)
-            for k in (
-                "arch encoder encoder_depth encoder_weights crop_size steps batch_size lr "
-                "val_every n_val split_seed device threads"
-            ).split()
-        },
+        "setting_tag": setting_tag(args),
+        **{k: getattr(args, k) for k in [*SETTING_KEYS, "device", "threads"]},
     }
     text = [
         "# Cross-scanner experiment (leave-one-scanner-out, unpaired protocol)",
         "",
         "Setting: " + json.dumps(settings, default=str),
         "",
-        "Tumour Dice on the held-out scanner, in percent, mean +- std over seeds; mean and "
-        "minimum over held-out scanners computed per seed, then mean +- std.",
+        (
+            "Tumour Dice on the held-out scanner, in percent, mean +- std over seeds; mean and "
+            "minimum over held-out scanners computed per seed, then mean +- std."
+        ),
         "",
         table,
         "",
@@ -450,7 +511,7 @@ def main(args: argparse.Namespace) -> None:
         "",
         val_table,
         "",
-        f"Wall time of this invocation: {time.perf_counter() - t0:.0f} s.",
+        f"Wall time of this invocation: {seconds:.0f} s.",
         "",
     ]
     atomic_write_text(out / "results.md", "\n".join(text))
@@ -460,6 +521,25 @@ def main(args: argparse.Namespace) -> None:
     )
     print("\n" + "\n".join(text))
     print(f"Wrote {out / 'results.md'}, {out / 'results.json'}, {figure}")
+
+
+def main(args: argparse.Namespace) -> None:
+    """Every (seed, variant, held-out scanner), then the table."""
+    import torch  # noqa: PLC0415
+
+    torch.set_num_threads(args.threads)
+    t0 = time.perf_counter()
+    prepared = prepare(args)
+    held_out = prepared["held_out"]
+    # seed by seed, variant by variant: a stopped run already has complete rows
+    jobs = [(s, c, h) for s in args.seeds for c in args.variants for h in held_out]
+    records, trivial = [], {}
+    for i, (seed, config, scanner) in enumerate(jobs, start=1):
+        label = VARIANTS.get(config, config)
+        print(f"[{i}/{len(jobs)}] held out {scanner}: {label}, seed {seed}", flush=True)
+        record, trivial[scanner] = run_one(config, seed, scanner, prepared["folds"][scanner], args)
+        records.append(record)
+    write_results(records, trivial, prepared, args, time.perf_counter() - t0)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -474,17 +554,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--held-out", nargs="+", help="held-out scanners (default: each in turn)")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), help="shipped configs")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--steps", type=int, default=300, help="optimiser steps per model")
+    parser.add_argument("--steps", type=int, default=100, help="optimiser steps per model")
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--crop-size", type=int, default=192)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--crop-size", type=int, default=96)
+    parser.add_argument(
+        "--downsample", type=float, default=2.0, help="shrink every image and mask by this factor"
+    )
     parser.add_argument("--arch", default="Unet")
     parser.add_argument("--encoder", default="tu-resnet18")
     parser.add_argument("--encoder-depth", type=int, default=4, choices=[3, 4, 5])
     parser.add_argument(
         "--encoder-weights", default=None, help="smp encoder weights (e.g. imagenet; needs the hub)"
     )
-    parser.add_argument("--val-every", type=int, default=50, help="validate every N steps")
+    parser.add_argument("--val-every", type=int, default=25, help="validate every N steps")
     parser.add_argument("--n-val", type=int, default=2, help="validation images per train scanner")
     parser.add_argument("--split-seed", type=int, default=0, help="seed of the train/val split")
     parser.add_argument("--device", default="cpu")

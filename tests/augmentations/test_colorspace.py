@@ -268,3 +268,21 @@ def test_bad_arguments_raise_clear_errors():
         colorspace_to_rgb(np.zeros((2, 2)), "LAB")
     with pytest.raises(ValueError, match="NaN"):
         colorspace_to_rgb(np.full((2, 2, 3), np.nan), "HSV")
+
+
+def test_float_hsv_with_negative_hue_matches_pixelwise_conversion():
+    # OpenCV's vectorised float HSV->RGB mishandles negative hues; the hue is
+    # wrapped before the conversion, so a whole image equals pixel-by-pixel
+    rng = np.random.default_rng(0)
+    values = np.empty((64, 64, 3), np.float32)
+    values[..., 0] = rng.uniform(-60, 0, (64, 64))  # 8-bit hue units (0..180), negative
+    values[..., 1:] = rng.uniform(40, 255, (64, 64, 2))
+    whole = colorspace_to_rgb(values, "HSV", np.float32)
+    single = np.stack(
+        [
+            colorspace_to_rgb(values[i : i + 1, j : j + 1], "HSV", np.float32)[0, 0]
+            for i in range(0, 64, 7)
+            for j in range(0, 64, 7)
+        ]
+    )
+    np.testing.assert_allclose(whole[::7, ::7].reshape(-1, 3), single, atol=1e-5)

@@ -48,7 +48,7 @@ def test_all_background_model_gets_every_relevant_warning():
         class_names={0: "background"},
     )
     text = "\n".join(lines)
-    assert "Constant predictions on scanner A: every output is class 0 (background)" in text
+    assert "Constant predictions on scanners A, B: every output is class 0 (background)" in text
     assert "Most scanner-pair comparisons are empty-vs-empty: 3 of 3" in text
     assert "undefined (NaN) for every scanner pair" in text
     assert "only 3 specimen(s)" in text

@@ -229,7 +229,14 @@ def _clip_native(native: np.ndarray, space: str) -> np.ndarray:
 
 
 def _native_to_rgb(native: np.ndarray, space: str, dtype: np.dtype) -> np.ndarray:
-    """Clipped native values -> RGB of ``dtype`` (OpenCV wraps float hue itself)."""
+    """Clipped native values -> RGB of ``dtype``.
+
+    The float hue is wrapped into ``[0, 360)`` here: OpenCV's vectorised float
+    HSV->RGB mishandles negative hues (the same pixel converted alone is right).
+    """
+    if space == "HSV":
+        hue = native[..., 0]
+        np.mod(hue, 360.0, out=hue)
     if space == "HED":
         rgb = cv2.transform(native, np.ascontiguousarray(_HED_BACK.T, dtype=np.float32))
         cv2.exp(rgb, dst=rgb)  # > 0 always; may exceed 1

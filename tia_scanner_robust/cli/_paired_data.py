@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
     from tia_scanner_robust.data.paired import PairedCollection
 
-__all__ = ["load_collection", "open_collection", "paired_data_options"]
+__all__ = ["load_collection", "open_collection", "paired_data_options", "resolution_options"]
 
 _F = TypeVar("_F", bound="Callable[..., Any]")
 
@@ -66,6 +66,40 @@ _OPTIONS = (
 def paired_data_options(command: _F) -> _F:
     """Add the paired-dataset options to a click command (in ``--help`` order)."""
     for option in reversed(_OPTIONS):
+        command = option(command)
+    return command
+
+
+_RESOLUTION_OPTIONS = (
+    click.option(
+        "--mpp",
+        type=click.FloatRange(min=0, min_open=True),
+        default=None,
+        help="Resolution the model is fed at (um/px). WSIs are read at it; tiles whose "
+        "manifest mpp differs are rescaled to it (default: the model's IO config).",
+    ),
+    click.option(
+        "--patch-size",
+        type=click.IntRange(min=1),
+        default=None,
+        help="Model patch size in px (default: the model's IO config); with --size-policy "
+        "resize, tiles are resized to it.",
+    ),
+    click.option(
+        "--size-policy",
+        type=click.Choice(["auto", "group", "resize"]),
+        default="auto",
+        show_default=True,
+        help="Tiles of other sizes than the model's input: group (one engine call per size, "
+        "fully convolutional models) or resize (to the patch size); auto picks by model. "
+        "Every resize is recorded in report.json and warned about.",
+    ),
+)
+
+
+def resolution_options(command: _F) -> _F:
+    """Add ``--mpp``, ``--patch-size`` and ``--size-policy`` (the model's input resolution)."""
+    for option in reversed(_RESOLUTION_OPTIONS):
         command = option(command)
     return command
 

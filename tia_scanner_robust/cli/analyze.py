@@ -34,7 +34,11 @@ from tia_scanner_robust.cli._options import (
     output_dir_option,
     overwrite_option,
 )
-from tia_scanner_robust.cli._paired_data import open_collection, paired_data_options
+from tia_scanner_robust.cli._paired_data import (
+    open_collection,
+    paired_data_options,
+    resolution_options,
+)
 
 __all__ = ["analyze"]
 
@@ -58,6 +62,7 @@ __all__ = ["analyze"]
 )
 @click.option("--projection", type=click.Choice(["umap", "pca"]), default="umap", show_default=True)
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1))
+@resolution_options
 @device_option()
 @no_progress_option()
 def analyze(
@@ -72,6 +77,9 @@ def analyze(
     projection: str,
     incomplete: str,
     batch_size: int,
+    mpp: float | None,
+    patch_size: int | None,
+    size_policy: str,
     device: str,
     demo_tiles: int,
     demo_tile_size: int,
@@ -135,6 +143,9 @@ def analyze(
                 n_examples=0,
                 seed=seed,
                 verbose=not no_progress,
+                mpp=mpp,
+                patch_size=patch_size,
+                size_policy=size_policy,
             )
             result = evaluator.evaluate(collection, out_dir / "features")
             feats = result.outputs or {}
@@ -147,6 +158,10 @@ def analyze(
             )
             summary["features"] = {
                 "model": result.model,
+                "input_resolution": {
+                    s: row.get("input_resolution") for s, row in result.per_scanner.items()
+                },
+                "warnings": result.warnings,
                 "cosine": result.consistency["cosine"].to_dict(per_sample=False),
                 "paired_mean_norm": {
                     s: v["paired_mean_norm"]

@@ -37,6 +37,7 @@ from tia_scanner_robust.cli._paired_data import (
     load_collection,
     open_collection,
     paired_data_options,
+    resolution_options,
 )
 
 __all__ = ["evaluate", "load_collection"]
@@ -108,6 +109,16 @@ __all__ = ["evaluate", "load_collection"]
     type=click.IntRange(min=1),
     help="Bootstrap resamples of the 95% intervals (over specimens).",
 )
+@resolution_options
+@click.option(
+    "--empty-pairs",
+    type=click.Choice(["exclude", "one", "nan"]),
+    default="exclude",
+    show_default=True,
+    help="Segmentation: a specimen with no foreground in either map of a pair is left out of "
+    "paired Dice (exclude; counted), scores 1 (one: SCORPION's definition) or makes the pair "
+    "NaN (nan).",
+)
 @click.option("--no-save-predictions", is_flag=True, help="Do not keep per-scanner predictions.")
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
 def evaluate(
@@ -131,6 +142,10 @@ def evaluate(
     no_save_predictions: bool,
     protocol: str,
     n_resamples: int,
+    mpp: float | None,
+    patch_size: int | None,
+    size_policy: str,
+    empty_pairs: str,
     demo_tiles: int,
     demo_tile_size: int,
     seed: int,
@@ -167,6 +182,9 @@ def evaluate(
         "n_examples": n_examples,
         "seed": seed,
         "verbose": not no_progress,
+        "mpp": mpp,
+        "patch_size": patch_size,
+        "size_policy": size_policy,
     }
     if chosen == "unpaired":
         if samples is None:
@@ -234,6 +252,10 @@ def evaluate(
             n_resamples=n_resamples,
             seed=seed,
             verbose=not no_progress,
+            mpp=mpp,
+            patch_size=patch_size,
+            size_policy=size_policy,
+            empty_pairs=empty_pairs,
         )
         result = evaluator.evaluate(collection, out_dir)
         labels = {s: [x.label for x in collection.by_scanner(s)] for s in collection.scanners}

@@ -75,6 +75,7 @@ __all__ = [
     "WSI_EXTENSIONS",
     "detect_kind",
     "read_manifest",
+    "read_manifest_samples",
 ]
 
 #: Columns every manifest must have.
@@ -288,53 +289,39 @@ def _sample_from_row(
     return sample, kind
 
 
-def read_manifest(
-    csv_path: str | Path,
-    *,
-    incomplete: str = "error",
-    scanners: list[str] | None = None,
-    allow_outside: bool = False,
-    verify: bool = False,
-) -> PairedCollection:
-    r"""Read a manifest CSV into a :class:`PairedCollection`.
+def read_manifest_samples(
+    csv_path: str | Path, *, allow_outside: bool = False
+) -> list[PairedSample]:
+    r"""Read a manifest's rows as samples, without requiring pairs.
+
+    The parsing, path rules and error messages of :func:`read_manifest`, but
+    every row is kept whatever scanners its specimen has: the reader of the
+    unpaired (domain-generalisation) protocol, where each scanner has its own
+    tissue.
 
     Args:
-        csv_path: The manifest (UTF-8, optional BOM; see the module docstring
-            for the columns).
-        incomplete: ``"error"`` (default) if a specimen lacks a scanner that
-            others have (the message names the specimens and the missing
-            scanners), or ``"drop"`` to drop them with a warning.
-        scanners: Canonical scanner order (the first is the reference);
-            default: order of first appearance in the file.
-        allow_outside: Accept relative paths that leave the manifest's folder
-            (``../``). Absolute paths are always accepted.
-        verify: Decode every image and mask now and list every unreadable
-            file at once, instead of failing when a sample is loaded.
+        csv_path: The manifest (UTF-8, optional BOM).
+        allow_outside: Accept relative paths that leave the manifest's folder.
 
     Returns:
-        The collection.
+        The samples in file order (patch or WSI decided per row).
 
     Raises:
-        FileNotFoundError: If the manifest, or any file it names, is missing
-            (the message lists the first few missing files with their lines).
-        ValueError: On an empty manifest, missing required or unknown
-            columns, malformed values, duplicate (specimen, scanner,
-            magnification) rows, escaping paths, incomplete specimens under
-            ``incomplete="error"``, or (with ``verify``) unreadable images.
-            Messages name the file, line and column.
+        FileNotFoundError: If the manifest, or any file it names, is missing.
+        ValueError: On a malformed manifest or a duplicate row (messages name
+            the file, line and column).
 
     Examples:
-        >>> import tempfile, pathlib
-        >>> from tia_scanner_robust.data.manifest import read_manifest
+        >>> import tempfile, pathlib, numpy as np
+        >>> from tia_scanner_robust._io import atomic_write_image
         >>> d = pathlib.Path(tempfile.mkdtemp())
-        >>> _ = (d / "m.csv").write_text("specimen_id,scanner,path,stain\n")
-        >>> read_manifest(d / "m.csv")  # doctest: +ELLIPSIS
-        Traceback (most recent call last):
-        ...
-        ValueError: ...m.csv: unknown column(s) ['stain']; known columns: specimen_id, scanner, ...
+        >>> for s in ("A", "B"):
+        ...     _ = atomic_write_image(d / f"{s}.png", np.zeros((4, 4, 3), np.uint8))
+        >>> _ = (d / "m.csv").write_text("specimen_id,scanner,path\na/1,A,A.png\nb/1,B,B.png\n")
+        >>> [(s.specimen_id, s.scanner) for s in read_manifest_samples(d / "m.csv")]
+        [('a/1', 'A'), ('b/1', 'B')]
 
     """
-    check_in_choices(incomplete, INCOMPLETE_POLICIES, "incomplete")
     source = Path(csv_path)
     if not source.is_file():
         msg = f"Manifest file not found: {source}"
@@ -388,10 +375,61 @@ def read_manifest(
         raise FileNotFoundError(msg)
 
     # Decide patch/WSI from the file where the manifest leaves `kind` empty.
-    resolved = [
+    return [
         sample if kind is not None else replace(sample, is_wsi=detect_kind(sample.path) == "wsi")
         for sample, kind in zip(samples, explicit_kinds, strict=True)
     ]
+
+
+def read_manifest(
+    csv_path: str | Path,
+    *,
+    incomplete: str = "error",
+    scanners: list[str] | None = None,
+    allow_outside: bool = False,
+    verify: bool = False,
+) -> PairedCollection:
+    r"""Read a manifest CSV into a :class:`PairedCollection`.
+
+    Args:
+        csv_path: The manifest (UTF-8, optional BOM; see the module docstring
+            for the columns).
+        incomplete: ``"error"`` (default) if a specimen lacks a scanner that
+            others have (the message names the specimens and the missing
+            scanners), or ``"drop"`` to drop them with a warning.
+        scanners: Canonical scanner order (the first is the reference);
+            default: order of first appearance in the file.
+        allow_outside: Accept relative paths that leave the manifest's folder
+            (``../``). Absolute paths are always accepted.
+        verify: Decode every image and mask now and list every unreadable
+            file at once, instead of failing when a sample is loaded.
+
+    Returns:
+        The collection.
+
+    Raises:
+        FileNotFoundError: If the manifest, or any file it names, is missing
+            (the message lists the first few missing files with their lines).
+        ValueError: On an empty manifest, missing required or unknown
+            columns, malformed values, duplicate (specimen, scanner,
+            magnification) rows, escaping paths, incomplete specimens under
+            ``incomplete="error"``, or (with ``verify``) unreadable images.
+            Messages name the file, line and column.
+
+    Examples:
+        >>> import tempfile, pathlib
+        >>> from tia_scanner_robust.data.manifest import read_manifest
+        >>> d = pathlib.Path(tempfile.mkdtemp())
+        >>> _ = (d / "m.csv").write_text("specimen_id,scanner,path,stain\n")
+        >>> read_manifest(d / "m.csv")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: ...m.csv: unknown column(s) ['stain']; known columns: specimen_id, scanner, ...
+
+    """
+    check_in_choices(incomplete, INCOMPLETE_POLICIES, "incomplete")
+    source = Path(csv_path)
+    resolved = read_manifest_samples(source, allow_outside=allow_outside)
     collection = PairedCollection(resolved, scanners=scanners, incomplete=incomplete, source=source)
     if verify:
         verify_images(collection)

@@ -59,6 +59,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ARCHITECTURES",
     "CHECKPOINT_SUFFIXES",
+    "WeightsUnavailableError",
     "load_checkpoint",
     "load_model_checkpoint",
     "register_architecture",
@@ -114,8 +115,60 @@ def _builtin(config: dict[str, Any] | None = None) -> tuple[nn.Module, Any]:
     return ColourDeconvolutionSegmenter(**(config or {})), classical_ioconfig()
 
 
+class WeightsUnavailableError(RuntimeError):
+    """The weights of a pretrained model name could not be fetched (offline, hub down)."""
+
+
+def _offline_message(name: str, error: BaseException) -> str:
+    """One line: the name, that its weights could not be fetched, how to pass local ones."""
+    reason = " ".join(str(error).split()) or type(error).__name__
+    return (
+        f"Could not fetch the weights of pretrained model {name!r} from the Hugging Face hub "
+        f"({type(error).__name__}: {reason[:200]}). Offline, pass local weights: "
+        f"--model {name} --weights PATH (a state dict saved with torch.save; weights= in "
+        f"Python), or a checkpoint {{'arch': '{name}', 'state_dict': ...}} as --model."
+    )
+
+
+def _backbone(name: str, weights: str | Path | None) -> nn.Module | None:
+    """A TIAToolbox torchvision/timm feature backbone (``None``: ``name`` is not one).
+
+    torchvision backbones are random-initialised in TIAToolbox 2.x; timm ones
+    download their weights unless ``weights`` names a local state dict, which
+    is loaded (TIAToolbox itself ignores local weights for these names).
+    """
+    import timm  # noqa: PLC0415
+    from tiatoolbox.models.architecture.vanilla import (  # noqa: PLC0415
+        CNNBackbone,
+        TimmBackbone,
+        timm_arch_dict,
+        torch_cnn_backbone_dict,
+    )
+
+    if name in torch_cnn_backbone_dict:
+        model = CNNBackbone(name)
+    elif name in timm_arch_dict or name in timm.list_models():
+        try:
+            model = TimmBackbone(name, pretrained=weights is None)
+        except Exception as error:
+            if weights is not None:
+                raise
+            raise WeightsUnavailableError(_offline_message(name, error)) from None
+    else:
+        return None
+    if weights is not None:
+        state = safe_torch_load(weights, what="weights file", expected=_STATE_DICT)
+        load_state_dict_checked(model, state, source=f"weights file {weights}")
+    return model
+
+
 def _tiatoolbox_pretrained(name: str, weights: str | Path | None) -> tuple[nn.Module, Any]:
-    """Build a TIAToolbox pretrained model (weights from the hub unless given)."""
+    """Build a TIAToolbox pretrained model (weights from the hub unless given).
+
+    Raises:
+        WeightsUnavailableError: If the hub cannot be reached (one line naming
+            the model and how to pass local weights).
+    """
     from tiatoolbox.models.architecture import get_pretrained_model  # noqa: PLC0415
 
     if weights is not None and not Path(weights).is_file():
@@ -123,20 +176,39 @@ def _tiatoolbox_pretrained(name: str, weights: str | Path | None) -> tuple[nn.Mo
         raise FileNotFoundError(msg)
     if weights is not None:  # one clear line for a pickled or foreign file
         safe_torch_load(weights, what="weights file", expected=_STATE_DICT)
+    backbone = _backbone(name, weights)
+    if backbone is not None:
+        return backbone, None
+    if not _is_tiatoolbox_name(name):
+        msg = (
+            f"Unknown model {name!r}: not 'builtin', not an existing checkpoint file and not a "
+            f"TIAToolbox pretrained model name (Pretrained model `{name}` does not exist.)."
+        )
+        raise ValueError(msg)
+    if weights is None:
+        try:
+            return get_pretrained_model(name, None)
+        except Exception as error:  # the hub: no network, proxy, closed client...
+            raise WeightsUnavailableError(_offline_message(name, error)) from None
     try:
-        return get_pretrained_model(name, None if weights is None else str(weights))
+        return get_pretrained_model(name, str(weights))
     except RuntimeError as error:  # load_state_dict: weights of another architecture
         msg = (
             f"The weights in weights file {weights} do not fit the TIAToolbox model {name!r}: "
             f"{summarize_state_dict_error(error)}. They were saved from another architecture."
         )
         raise ValueError(msg) from None
-    except ValueError as error:
-        msg = (
-            f"Unknown model {name!r}: not 'builtin', not an existing checkpoint file and not a "
-            f"TIAToolbox pretrained model name ({error})."
-        )
-        raise ValueError(msg) from error
+
+
+def _is_backbone_name(name: str) -> bool:
+    """A torchvision or timm backbone name TIAToolbox builds (feature extractors)."""
+    import timm  # noqa: PLC0415
+    from tiatoolbox.models.architecture.vanilla import (  # noqa: PLC0415
+        timm_arch_dict,
+        torch_cnn_backbone_dict,
+    )
+
+    return name in torch_cnn_backbone_dict or name in timm_arch_dict or name in timm.list_models()
 
 
 def _is_tiatoolbox_name(name: str) -> bool:
@@ -254,7 +326,7 @@ def _build_arch(arch: str, config: dict[str, Any], state: Any, path: Path) -> tu
     elif arch in ARCHITECTURES:
         model = ARCHITECTURES[arch](**config)
         ioconfig = getattr(model, "ioconfig", None)
-    elif _is_tiatoolbox_name(arch):
+    elif _is_tiatoolbox_name(arch) or _is_backbone_name(arch):
         if not isinstance(state, dict):
             msg = f"Checkpoint {path}: arch {arch!r} needs a 'state_dict'."
             raise ValueError(msg)
@@ -298,6 +370,8 @@ def resolve_model(
     Raises:
         TypeError: If ``model`` is of an unsupported type.
         ValueError: On an unknown name or an unreadable checkpoint.
+        WeightsUnavailableError: If a pretrained name's weights cannot be
+            fetched (offline): pass ``weights=`` (a local state dict).
 
     Examples:
         >>> from torch import nn

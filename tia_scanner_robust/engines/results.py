@@ -206,6 +206,7 @@ class EvaluationResult:
                 f"CoV across scanners ({self.config.get('cov_quantity', 'prediction')}): "
                 f"{self.cov.cov:.4f} over {self.cov.n_used} specimens"
             )
+        lines += [f"WARNING: {line}" for line in self.warnings]
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:

@@ -152,48 +152,9 @@ def read_unpaired_manifest(
         [('a/1', 'A'), ('b/1', 'B')]
 
     """
-    import csv  # noqa: PLC0415
-    from dataclasses import replace  # noqa: PLC0415
+    from tia_scanner_robust.data.manifest import read_manifest_samples  # noqa: PLC0415
 
-    from tia_scanner_robust.data import manifest  # noqa: PLC0415
-
-    source = Path(csv_path)
-    if not source.is_file():
-        msg = f"Manifest file not found: {source}"
-        raise FileNotFoundError(msg)
-    folder = source.parent.resolve()
-    samples, kinds, lines = [], [], {}
-    with source.open(encoding="utf-8-sig", newline="") as handle:
-        reader = csv.reader(handle)
-        columns = manifest._read_header(reader, source)  # noqa: SLF001 - same parsing rules
-        for cells in reader:
-            if not any(cell.strip() for cell in cells):
-                continue
-            row = manifest._Row(dict(zip(columns, cells, strict=False)), reader.line_num, source)  # noqa: SLF001
-            sample, kind = manifest._sample_from_row(row, folder, allow_outside=allow_outside)  # noqa: SLF001
-            if sample.key in lines:
-                row.fail(None, f"duplicate row: already on line {lines[sample.key]}.")
-            lines[sample.key] = reader.line_num
-            samples.append(sample)
-            kinds.append(kind)
-    if not samples:
-        msg = f"{source}: empty manifest (a header but no rows)."
-        raise ValueError(msg)
-    missing = [
-        f"line {lines[s.key]}: {p}"
-        for s in samples
-        for p in (s.path, s.mask_path)
-        if p is not None and not p.exists()
-    ]
-    if missing:
-        msg = f"{source}: {len(missing)} file(s) named in the manifest do not exist: " + (
-            "; ".join(missing[:5])
-        )
-        raise FileNotFoundError(msg)
-    return [
-        s if k is not None else replace(s, is_wsi=manifest.detect_kind(s.path) == "wsi")
-        for s, k in zip(samples, kinds, strict=True)
-    ]
+    return read_manifest_samples(csv_path, allow_outside=allow_outside)
 
 
 def group_by_scanner(

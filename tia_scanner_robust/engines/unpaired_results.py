@@ -451,6 +451,10 @@ def unpaired_from_paired(
     for s in scanners:
         per_scanner[s]["mean"] = stats["per_scanner"][s]["mean"]
         per_scanner[s]["ci95"] = stats["per_scanner"][s]["ci95"]
+        predicted = result.per_scanner.get(s, {}).get("predictions")
+        if predicted:
+            per_scanner[s]["predictions"] = predicted
+    trivial = getattr(result, "trivial", None) or {}
     return UnpairedResult(
         task=result.task,
         metric=metric,
@@ -469,6 +473,7 @@ def unpaired_from_paired(
             "n_resamples": n_resamples,
             "seed": seed,
         },
+        trivial=dict(trivial),
         class_dict=result.class_dict,
         config={"protocol": "unpaired (from the paired run)", "metric": metric},
     )

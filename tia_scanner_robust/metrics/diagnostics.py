@@ -55,6 +55,7 @@ def _prediction_warnings(
     empty_majority: float,
 ) -> list[str]:
     out = []
+    constant: dict[tuple[str, int], list[str]] = {}
     for scanner, row in predictions.items():
         n = int(row.get("n_samples", 0) or 0)
         if n == 0:
@@ -65,10 +66,7 @@ def _prediction_warnings(
                 what = f"every output is {_class_label(classes[0], class_names)}"
             else:
                 what = "every embedding is the same vector"
-            out.append(
-                f"Constant predictions on scanner {scanner}: {what} on all {n} samples; "
-                "agreement between constant outputs says nothing about robustness."
-            )
+            constant.setdefault((what, n), []).append(str(scanner))
             continue
         n_empty = int(row.get("n_empty", 0) or 0)
         if n_empty and n_empty / n > empty_majority:
@@ -76,6 +74,13 @@ def _prediction_warnings(
                 f"Mostly empty predictions on scanner {scanner}: {n_empty} of {n} label maps "
                 f"({n_empty / n:.0%}) hold no foreground (background only)."
             )
+    for (what, n), scanners in constant.items():
+        where = f"scanner {scanners[0]}" if len(scanners) == 1 else f"scanners {', '.join(scanners)}"
+        out.insert(
+            0,
+            f"Constant predictions on {where}: {what} on all {n} samples; "
+            "agreement between constant outputs says nothing about robustness.",
+        )
     return out
 
 

@@ -50,7 +50,13 @@ import numpy as np
 from tia_scanner_robust._io import atomic_write_text, to_jsonable
 from tia_scanner_robust.report import figures
 from tia_scanner_robust.report.distributions import plot_pair_distribution, plot_truth_overlays
-from tia_scanner_robust.report.tables import embed_png, format_cell, html_table
+from tia_scanner_robust.report.tables import (
+    BANNER_CSS,
+    embed_png,
+    format_cell,
+    html_table,
+    warning_banners,
+)
 from tia_scanner_robust.report.unpaired_section import unpaired_figures, unpaired_section
 
 if TYPE_CHECKING:
@@ -310,6 +316,7 @@ def render_html(
             f"<b>{html.escape(_model_label(result))}</b> &middot; reference scanner "
             f"<b>{html.escape(result.scanners[0])}</b> &middot; {when}</p>"
         ),
+        warning_banners(getattr(result, "warnings", None) or []),
         f'<div class="cards">{"".join(cards)}</div>',
         '<div class="note">'
         + html.escape(
@@ -393,7 +400,7 @@ def render_html(
     body = "\n".join(sections)
     return (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        f"<title>{html.escape(title)}</title>\n<style>{PAGE_CSS}</style>\n</head>\n"
+        f"<title>{html.escape(title)}</title>\n<style>{PAGE_CSS}{BANNER_CSS}</style>\n</head>\n"
         f"<body><main>\n{body}\n</main></body>\n</html>\n"
     )
 

@@ -137,6 +137,9 @@ def _scanner_rows(result: UnpairedResult) -> tuple[list[str], list[list[str]], s
     if classification:
         header.insert(3, "AUC")
     header.append("what the model predicted")
+    has_trivial = any((r.get("trivial") or {}).get("best") for r in result.per_scanner.values())
+    if not has_trivial:
+        header.remove("trivial predictor")
     rows, worst = [], set()
     for i, scanner in enumerate(result.scanners):
         row = result.per_scanner.get(scanner, {})
@@ -158,6 +161,8 @@ def _scanner_rows(result: UnpairedResult) -> tuple[list[str], list[list[str]], s
             auc = row.get("auc")
             cells.insert(3, "n/a" if auc is None else f"{auc:.3f}")
         cells.append(html.escape(_fractions_text(row, result.class_dict)))
+        if not has_trivial:  # e.g. from a paired run: only the pooled trivial score (a card)
+            del cells[-2]
         rows.append(cells)
         if scanner == result.worst_scanner:
             worst.add(i)

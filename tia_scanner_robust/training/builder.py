@@ -22,6 +22,7 @@ Examples:
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tia_scanner_robust.seeding import seed_everything
@@ -154,5 +155,15 @@ def build_trainer(config: ExperimentConfig, *, hooks: Sequence[Hook] = ()) -> Tr
     )
     built = built if style_hook is None else [style_hook, *built]
     trainer = Trainer(model, train, val, config=tcfg, hooks=[*built, *hooks])
-    trainer.run_config = {**config.to_dict(), "versions": package_versions()}
+    trainer.run_config = _recorded_config(config)
     return trainer
+
+
+def _recorded_config(config: ExperimentConfig) -> dict[str, Any]:
+    """The config as the run folder records it: folders absolute, package versions added."""
+    recorded = config.to_dict()
+    for section, key in (("data", "train_dir"), ("data", "val_dir"), ("trainer", "output_dir")):
+        if recorded[section].get(key) is not None:
+            recorded[section][key] = str(Path(recorded[section][key]).resolve())
+    recorded["versions"] = package_versions()
+    return recorded

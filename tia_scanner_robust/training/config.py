@@ -138,6 +138,9 @@ def _check_float(
     setattr(obj, name, float(value))
 
 
+#: Old spelling of ``TrainerConfig.checkpoint_every_steps``, still read.
+_OLD_CHECKPOINT_KEY = "checkpoint_every_n_steps"
+
 #: ``module:Class`` form of ``ModelConfig.arch`` (a user's model class).
 _CLASS_SPEC = re.compile(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*")
 
@@ -204,8 +207,9 @@ class TrainerConfig(_ConfigBase):
         checkpoint_every_steps: Also write the resumable checkpoint every N
             steps (with epoch-based validation it is written at each epoch
             end too).
-        checkpoint_every_n_steps: Old spelling of ``checkpoint_every_steps``
-            (kept equal to it).
+
+    ``checkpoint_every_n_steps``, the old spelling of ``checkpoint_every_steps``,
+    is still read by :meth:`from_dict` (and YAML) and as an attribute.
         keep_step_checkpoints: Keep a copy of every step checkpoint
             (``step_00000010.pt``...) besides ``last.pt``.
         log_every_n_steps: Period of the per-step log (``steps.jsonl``).
@@ -247,7 +251,6 @@ class TrainerConfig(_ConfigBase):
     mode: str = "max"
     val_every_steps: int | None = None
     checkpoint_every_steps: int | None = None
-    checkpoint_every_n_steps: int | None = None
     keep_step_checkpoints: bool = False
     log_every_n_steps: int = 10
     seed: int = 0
@@ -292,15 +295,6 @@ class TrainerConfig(_ConfigBase):
         _check_choice(self, "mode", ("max", "min"))
         _check_int(self, "val_every_steps", minimum=1, allow_none=True)
         _check_int(self, "checkpoint_every_steps", minimum=1, allow_none=True)
-        _check_int(self, "checkpoint_every_n_steps", minimum=1, allow_none=True)
-        new, old = self.checkpoint_every_steps, self.checkpoint_every_n_steps
-        if new is not None and old is not None and new != old:
-            msg = (
-                f"TrainerConfig.checkpoint_every_steps ({new}) and its old spelling "
-                f"checkpoint_every_n_steps ({old}) differ; give one."
-            )
-            raise ValueError(msg)
-        self.checkpoint_every_steps = self.checkpoint_every_n_steps = new or old
         _check_int(self, "log_every_n_steps", minimum=1)
         _check_int(self, "seed", minimum=0)
         if self.seed >= 2**32:
@@ -316,6 +310,27 @@ class TrainerConfig(_ConfigBase):
             if not isinstance(getattr(self, name), bool):
                 msg = f"TrainerConfig.{name} must be true or false, got {getattr(self, name)!r}."
                 raise ValueError(msg)
+
+    @classmethod
+    def from_dict(cls: type[_C], data: dict[str, Any] | None) -> _C:
+        """Build from a mapping; also reads the old spelling ``checkpoint_every_n_steps``."""
+        if isinstance(data, dict) and _OLD_CHECKPOINT_KEY in data:
+            data = dict(data)
+            old = data.pop(_OLD_CHECKPOINT_KEY)
+            new = data.get("checkpoint_every_steps")
+            if new is not None and old is not None and new != old:
+                msg = (
+                    f"{cls.__name__}.checkpoint_every_steps ({new}) and its old spelling "
+                    f"{_OLD_CHECKPOINT_KEY} ({old}) differ; give one."
+                )
+                raise ValueError(msg)
+            data["checkpoint_every_steps"] = new if new is not None else old
+        return super().from_dict(data)
+
+    @property
+    def checkpoint_every_n_steps(self) -> int | None:
+        """Old spelling of ``checkpoint_every_steps``."""
+        return self.checkpoint_every_steps
 
 
 @dataclass

@@ -53,6 +53,8 @@ __all__ = [
 #: Package folder holding the shipped YAML configs.
 CONFIG_PACKAGE = "tia_scanner_robust.configs"
 _SECTIONS = ("trainer", "model", "data", "hooks")
+#: Old field spellings still read, mapped to the current ones.
+_ALIASES = {"checkpoint_every_n_steps": "checkpoint_every_steps"}
 
 
 def _config_folder() -> Path:
@@ -153,6 +155,9 @@ def merge_overrides(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> di
 
     """
     out = copy.deepcopy(dict(base))
+    for old, new in _ALIASES.items():  # an override in either spelling replaces both
+        if (old in overrides) != (new in overrides):
+            out.pop(new if old in overrides else old, None)
     for key, value in overrides.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
             out[key] = merge_overrides(out[key], value)
