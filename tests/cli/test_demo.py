@@ -28,8 +28,14 @@ def test_demo_quick_end_to_end(tmp_path: Path) -> None:
     html_path = out / "report.html"
     assert html_path.is_file()
     page = html_path.read_text(encoding="utf-8")
-    # self-contained: every image inline, no external resource
-    assert not re.search(r"""(?:src|href)=["'](?!data:)""", page)
+    # self-contained: every image inline, no external resource; links only to
+    # the per-model reports written beside it
+    assert not re.search(r"""src=["'](?!data:)""", page)
+    links = re.findall(r"""href=["']([^"']+)["']""", page)
+    assert links, "the comparison report links to each model's report"
+    for link in links:
+        assert not re.match(r"[a-z][a-z0-9+.-]*:|//", link), link
+        assert (out / link).is_file(), link
     assert page.count('src="data:image/png;base64,') >= 3  # two heatmaps and the bar chart
     # the note says what the SimCons model adds besides the consistency loss
     assert "plus fda in the training pipeline, plus the SimCons consistency loss" in page

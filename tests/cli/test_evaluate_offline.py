@@ -11,8 +11,17 @@ from tia_scanner_robust.cli import main
 def test_cli_refuses_builtin_classification_quickly(tmp_path):
     out = CliRunner().invoke(
         main,
-        ["evaluate", "--data", "demo", "--demo-tiles", "2", "--task", "classification",
-         "-o", str(tmp_path / "out")],
+        [
+            "evaluate",
+            "--data",
+            "demo",
+            "--demo-tiles",
+            "2",
+            "--task",
+            "classification",
+            "-o",
+            str(tmp_path / "out"),
+        ],
     )
     assert out.exit_code == 1
     assert "fits task 'segmentation', not 'classification'" in out.output
@@ -23,13 +32,25 @@ def test_cli_offline_pretrained_name_is_one_line(monkeypatch, tmp_path):
     import tiatoolbox.models.architecture as arch  # noqa: PLC0415
 
     def offline(*args, **kwargs):
-        raise RuntimeError("Cannot send a request, as the client has been closed.")
+        msg = "Cannot send a request, as the client has been closed."
+        raise RuntimeError(msg)
 
     monkeypatch.setattr(arch, "fetch_pretrained_weights", offline)
     out = CliRunner().invoke(
         main,
-        ["evaluate", "--data", "demo", "--demo-tiles", "2", "--task", "classification",
-         "--model", "resnet18-kather100k", "-o", str(tmp_path / "out")],
+        [
+            "evaluate",
+            "--data",
+            "demo",
+            "--demo-tiles",
+            "2",
+            "--task",
+            "classification",
+            "--model",
+            "resnet18-kather100k",
+            "-o",
+            str(tmp_path / "out"),
+        ],
     )
     assert out.exit_code == 1
     error_lines = [line for line in out.output.splitlines() if line.startswith("Error")]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -11,7 +12,7 @@ import pytest
 from PIL import Image
 
 from tia_scanner_robust._validation import read_rgb_image
-from tia_scanner_robust.augmentations.scanner import SCANNER_PROFILES
+from tia_scanner_robust.augmentations.scanner import SCANNER_PROFILES, save_scanner_profile
 from tia_scanner_robust.demo.labels import derive_labels
 from tia_scanner_robust.demo.task import build_demo_task
 from tia_scanner_robust.training.data import read_mask
@@ -74,3 +75,22 @@ def test_demo_task_from_another_image(tmp_path: Path, he_image: np.ndarray) -> N
     assert default.parameters["source_sha256"] != task.parameters["source_sha256"]
     with pytest.raises(TypeError, match="uint8"):
         build_demo_task(tmp_path / "float", image=image.astype(np.float32) / 255, **sizes)
+
+
+def test_demo_task_with_a_fitted_profile_file(tmp_path: Path, he_image: np.ndarray) -> None:
+    fitted = replace(SCANNER_PROFILES["pale-low-contrast"], name="my-scanner")
+    path = save_scanner_profile(fitted, tmp_path / "my-scanner.yaml")
+    image = np.ascontiguousarray(he_image[:600, :600])
+    sizes = {"train_tile_size": 128, "train_stride": 128, "test_tile_size": 96}
+    task = build_demo_task(
+        tmp_path / "task", image=image, profiles=["reference", str(path)], **sizes
+    )
+    assert task.collection.scanners == ["reference", "my-scanner"]
+    sample = task.collection.by_scanner("my-scanner")[0]
+    reference = task.collection.by_scanner("reference")[0]
+    # the file's profile was applied: a pale, low-contrast rendering of the same tile
+    mine, ref = read_rgb_image(sample.path), read_rgb_image(reference.path)
+    assert mine.mean() > ref.mean() + 5
+    assert mine.std() < ref.std()
+    with pytest.raises(ValueError, match="profile"):
+        build_demo_task(tmp_path / "bad", image=image, profiles=["reference", "nope"], **sizes)

@@ -41,7 +41,7 @@ def classifier_weights(tmp_path_factory):
 def test_classification_with_architecture_and_local_weights(
     small_collection, classifier_weights, tmp_path
 ):
-    weights, checkpoint, model = classifier_weights
+    weights, checkpoint, _ = classifier_weights
     by_name = ScannerConsistencyEvaluator(
         "resnet18-kather100k", task="classification", weights=weights, verbose=False
     ).evaluate(small_collection, tmp_path / "name")
@@ -63,7 +63,9 @@ def test_embedding_with_backbone_and_local_weights(small_collection, tmp_path):
     path = tmp_path / "backbone.pth"
     torch.save(backbone.state_dict(), path)
     module, _, _ = resolve_model("resnet18", weights=path)
-    for mine, theirs in zip(module.state_dict().values(), backbone.state_dict().values()):
+    for mine, theirs in zip(
+        module.state_dict().values(), backbone.state_dict().values(), strict=True
+    ):
         assert torch.equal(mine, theirs)  # the local weights are used, not a random init
     result = ScannerConsistencyEvaluator(
         "resnet18", task="embedding", weights=path, ks=(1,), verbose=False
@@ -90,7 +92,8 @@ def test_offline_pretrained_name_gives_one_clear_line(monkeypatch, tmp_path):
     import tiatoolbox.models.architecture as arch  # noqa: PLC0415
 
     def offline(*args, **kwargs):
-        raise RuntimeError("Cannot send a request, as the client has been closed.")
+        msg = "Cannot send a request, as the client has been closed."
+        raise RuntimeError(msg)
 
     monkeypatch.setattr(arch, "fetch_pretrained_weights", offline)
     with pytest.raises(WeightsUnavailableError) as info:
@@ -100,4 +103,3 @@ def test_offline_pretrained_name_gives_one_clear_line(monkeypatch, tmp_path):
     assert "'resnet18-kather100k'" in text
     assert "could not fetch" in text.lower()
     assert "--weights" in text
-

@@ -169,8 +169,10 @@ def test_resized_inputs_warn_and_record_resolution(real_collection, tmp_path):
     assert row["image_shapes"] == {"64x64": 12}
     assert row["model_input_shapes"] == {"48x48": 12}
     assert row["n_resized"] == 12
-    assert any("Inputs resized on scanner B: 12 of 12 image(s) from 64x64 to 48x48" in w
-               for w in result.warnings)
+    assert any(
+        "Inputs resized on scanner B: 12 of 12 image(s) from 64x64 to 48x48" in w
+        for w in result.warnings
+    )
     by_patch = ScannerConsistencyEvaluator(
         "builtin", patch_size=32, size_policy="resize", verbose=False, n_examples=0
     ).evaluate(real_collection, tmp_path / "p32")

@@ -63,7 +63,11 @@ def _trainer(out: Path, hooks: tuple[Hook, ...] = (), model_seed: int = 0, **cfg
 
 
 def test_max_steps_runs_past_the_epochs(tmp_path: Path) -> None:
-    trainer = _trainer(tmp_path, epochs=1, max_steps=8)  # 3 steps per epoch
+    assert TrainerConfig().epochs == 10
+    assert TrainerConfig(max_steps=8).epochs is None  # train by steps only
+    capped = _trainer(tmp_path / "capped", epochs=2, max_steps=8)  # whichever ends first
+    assert capped.total_steps == 6
+    trainer = _trainer(tmp_path, max_steps=8)  # 3 steps per epoch
     result = trainer.fit()
     assert trainer.total_steps == 8
     assert result.global_step == 8

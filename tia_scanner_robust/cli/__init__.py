@@ -40,6 +40,8 @@ def describe_error(error: BaseException) -> str:
         text = text[:600] + " ..."
     if type(error) in {ValueError, RuntimeError, click.ClickException}:
         return text
+    if type(error).__module__.startswith("tia_scanner_robust"):  # our own errors say it all
+        return text
     return f"{type(error).__name__}: {text}"
 
 

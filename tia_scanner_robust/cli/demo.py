@@ -77,6 +77,14 @@ __all__ = ["demo"]
     default=None,
     help="Shipped config of the SimCons model (default fda_simcons).",
 )
+@click.option(
+    "--profile",
+    "profiles",
+    multiple=True,
+    help="Scanner profile of the paired test set, repeatable: a built-in name or a fitted "
+    "profile file (.yaml, from fit-scanner-profile); the first is the reference scanner "
+    "(default: the five built-in profiles).",
+)
 @no_progress_option()
 def demo(
     *,
@@ -88,6 +96,7 @@ def demo(
     seed: int,
     device: str,
     simcons_config: str | None,
+    profiles: tuple[str, ...],
     no_progress: bool,
 ) -> None:
     """Run the end-to-end demo: paired data, baseline vs SimCons training, evaluation, report."""
@@ -114,6 +123,7 @@ def demo(
         progress=not no_progress,
         echo=click.echo,
         resume=not overwrite,
+        profiles=list(profiles) or None,
     )
     click.echo("")
     click.echo(result.summary_table())

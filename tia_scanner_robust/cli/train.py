@@ -88,6 +88,12 @@ def _overrides(
     return merge_overrides(overrides, {k: v for k, v in options.items() if v})
 
 
+def _best_step(history: list[dict[str, Any]]) -> str:
+    """``", step N"`` of the last row marked best (validation every N steps), else ``""``."""
+    steps = [row.get("step") for row in history if row.get("is_best")]
+    return f", step {steps[-1]}" if steps and steps[-1] is not None else ""
+
+
 @click.command(name="train", context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--config",
@@ -246,7 +252,8 @@ def train(
     if result.best_checkpoint is not None:
         click.echo(
             f"Best checkpoint: {result.best_checkpoint} "
-            f"({result.monitor} = {result.best_metric:.4f} at epoch {result.best_epoch})"
+            f"({result.monitor} = {result.best_metric:.4f} at epoch {result.best_epoch}"
+            f"{_best_step(result.history)})"
         )
     else:
         click.echo(f"No validation metric '{result.monitor}': best.pt was not written.")

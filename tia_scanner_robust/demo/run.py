@@ -36,7 +36,7 @@ from tia_scanner_robust.demo.variants import (
 from tia_scanner_robust.report.comparison import DEFAULT_NOTE, write_comparison_report
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Mapping, Sequence
 
 __all__ = ["DEMO_VARIANTS", "QUICK_STEPS", "DemoResult", "run_demo"]
 
@@ -102,6 +102,7 @@ def run_demo(
     progress: bool = True,
     echo: Callable[[str], None] | None = None,
     resume: bool = True,
+    profiles: Sequence[str] | None = None,
 ) -> DemoResult:
     """Build the paired demo set, train baseline and SimCons, evaluate, write the report.
 
@@ -120,6 +121,9 @@ def run_demo(
         echo: Called with one line per stage (e.g. ``click.echo``).
         resume: Reuse finished runs and continue interrupted ones (``False``:
             train every model again, replacing its run).
+        profiles: Scanner profiles of the paired test set: built-in names
+            or fitted profile files (``fit-scanner-profile``); the first is
+            the reference scanner (default: every built-in profile).
 
     Returns:
         The :class:`DemoResult`.
@@ -132,7 +136,7 @@ def run_demo(
     out = Path(out_dir)
     t0 = time.perf_counter()
     say(f"[1/3] Demo task in {out / 'data'} (bundled H&E image, simulated scanners)")
-    task = build_demo_task(out / "data", progress=progress)
+    task = build_demo_task(out / "data", progress=progress, profiles=profiles)
     say(
         f"      {task.n_images('train')} training tiles, {task.n_images('val')} validation, "
         f"{len(task.collection.specimens)} held-out tiles x {len(task.collection.scanners)} "

@@ -295,13 +295,14 @@ class EvaluatorBase:
         for i, image in enumerate(images):
             in_shape = tuple(image.shape[:2])
             source_mpp = sample_mpps[i] if sample_mpps is not None else None
+            fed = image
             if self.mpp is not None and source_mpp and abs(source_mpp / self.mpp - 1) > 1e-3:
                 scale = float(source_mpp) / self.mpp
                 shape = (max(1, round(in_shape[0] * scale)), max(1, round(in_shape[1] * scale)))
-                image = resize(image, shape, nearest=False)
-            if policy == "resize" and target is not None and tuple(image.shape[:2]) != target:
-                image = resize(image, target, nearest=False)
-            prepared.append((image, in_shape))
+                fed = resize(fed, shape, nearest=False)
+            if policy == "resize" and target is not None and tuple(fed.shape[:2]) != target:
+                fed = resize(fed, target, nearest=False)
+            prepared.append((fed, in_shape))
         by_shape: dict[tuple[int, int], list[int]] = defaultdict(list)
         for i, (image, _) in enumerate(prepared):
             by_shape[tuple(image.shape[:2])].append(i)
@@ -324,7 +325,9 @@ class EvaluatorBase:
             out_shape = None
             if self.spec.dense:
                 out_shape = tuple(res["predictions"].shape[:2])
-                res["predictions"], rule = as_label_grid(res["predictions"], res["model_input_shape"])
+                res["predictions"], rule = as_label_grid(
+                    res["predictions"], res["model_input_shape"]
+                )
                 self._output_rules.add(rule)
             if scanner is not None:
                 mpp = sample_mpps[i] if sample_mpps is not None else None

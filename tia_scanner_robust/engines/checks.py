@@ -28,11 +28,10 @@ from __future__ import annotations
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    import numpy as np
     from torch import nn
 
 __all__ = [
@@ -67,7 +66,7 @@ _HINTS = {
 }
 
 
-def model_kind(model: nn.Module, ioconfig: Any) -> str | None:
+def model_kind(model: nn.Module, ioconfig: Any) -> str | None:  # noqa: PLR0911 - one per kind
     """What ``model`` produces: ``"segmentation"``, ``"classification"``, ``"embedding"``.
 
     Decided from the model's class and IO config: fully convolutional models,

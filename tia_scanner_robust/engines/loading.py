@@ -188,7 +188,7 @@ def _tiatoolbox_pretrained(name: str, weights: str | Path | None) -> tuple[nn.Mo
     if weights is None:
         try:
             return get_pretrained_model(name, None)
-        except Exception as error:  # the hub: no network, proxy, closed client...
+        except Exception as error:  # noqa: BLE001 - the hub: no network, proxy, closed client...
             raise WeightsUnavailableError(_offline_message(name, error)) from None
     try:
         return get_pretrained_model(name, str(weights))

@@ -1,4 +1,6 @@
-"""What keeps an evaluation from claiming a false "robust": intervals, summaries, trivial scores, warnings.
+"""Intervals, prediction summaries, trivial scores and warnings of an evaluation.
+
+What keeps an evaluation from claiming a false "robust".
 
 After the patch or WSI mode has measured everything,
 :func:`finish_robustness` adds to the
@@ -57,7 +59,9 @@ def _trivial(
         names = sorted({n for rows in trivial_samples.values() for n in rows})
         if not names:
             return None
-        pooled = {n: [v for rows in trivial_samples.values() for v in rows.get(n, [])] for n in names}
+        pooled = {
+            n: [v for rows in trivial_samples.values() for v in rows.get(n, [])] for n in names
+        }
         return trivial_segmentation_scores(pooled)
     if task == "classification":
         pooled = [v for values in labels.values() for v in values]

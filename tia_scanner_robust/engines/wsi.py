@@ -478,7 +478,9 @@ class WSIModeEvaluator(EvaluatorBase):
         box = region_box(sample.region, sample.mpp, info["geometry"], canvas[:2])
         handle = RegionHandle(info["zarr"], box)
         fractions = class_fractions(handle, self._canvas_classes())
-        self._summary(acc, scanner).update_fractions(fractions[None], handle.shape[0] * handle.shape[1])
+        self._summary(acc, scanner).update_fractions(
+            fractions[None], handle.shape[0] * handle.shape[1]
+        )
         for c, value in enumerate(fractions[: self._num_classes() or fractions.size]):
             acc.per_sample[f"fraction_{c}"][scanner].append(float(value))
         cov_c = self.cov_class_index

@@ -75,7 +75,9 @@ def _prediction_warnings(
                 f"({n_empty / n:.0%}) hold no foreground (background only)."
             )
     for (what, n), scanners in constant.items():
-        where = f"scanner {scanners[0]}" if len(scanners) == 1 else f"scanners {', '.join(scanners)}"
+        where = (
+            f"scanner {scanners[0]}" if len(scanners) == 1 else f"scanners {', '.join(scanners)}"
+        )
         out.insert(
             0,
             f"Constant predictions on {where}: {what} on all {n} samples; "

@@ -169,10 +169,12 @@ class TrainerConfig(_ConfigBase):
     """Training-loop options of :class:`~tia_scanner_robust.training.trainer.Trainer`.
 
     Attributes:
-        epochs: Number of epochs (ignored when ``max_steps`` is set).
-        max_steps: Train exactly this many optimiser steps, however many
-            passes over the data that takes (``epochs`` is then ignored; the
-            schedule spans ``max_steps`` steps). ``None``: ``epochs`` epochs.
+        epochs: Number of epochs; ``None`` (with ``max_steps``): as many as
+            ``max_steps`` takes. Default 10 when neither is given.
+        max_steps: Number of optimiser steps, whatever the epoch length. With
+            ``epochs`` too, the run ends at whichever comes first (the
+            schedule spans that many steps); give ``max_steps`` alone (or
+            ``epochs: null``) to train by steps only.
         batch_size: Per-process batch size (under DDP each rank loads this many).
         val_batch_size: Validation batch size (default ``batch_size``).
         num_workers: DataLoader workers.
@@ -224,7 +226,7 @@ class TrainerConfig(_ConfigBase):
 
     _section: ClassVar[str] = "trainer"
 
-    epochs: int = 10
+    epochs: int | None = None
     max_steps: int | None = None
     batch_size: int = 8
     val_batch_size: int | None = None
@@ -260,7 +262,9 @@ class TrainerConfig(_ConfigBase):
     progress: bool = True
 
     def __post_init__(self) -> None:
-        _check_int(self, "epochs", minimum=1)
+        if self.epochs is None and self.max_steps is None:
+            self.epochs = 10
+        _check_int(self, "epochs", minimum=1, allow_none=True)
         _check_int(self, "max_steps", minimum=1, allow_none=True)
         _check_int(self, "batch_size", minimum=1)
         _check_int(self, "val_batch_size", minimum=1, allow_none=True)

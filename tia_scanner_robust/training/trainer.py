@@ -211,8 +211,9 @@ class Trainer:
             world_size=self.world_size,
             drop_last=config.drop_last,
         )
-        # max_steps, when set, is the length of the run whatever the epoch length.
-        self.total_steps = config.max_steps or config.epochs * self.steps_per_epoch
+        # epochs and max_steps: whichever ends first; either alone sets the length.
+        by_epochs = None if config.epochs is None else config.epochs * self.steps_per_epoch
+        self.total_steps = min(s for s in (by_epochs, config.max_steps) if s is not None)
         self.num_epochs = math.ceil(self.total_steps / self.steps_per_epoch)
 
         self.amp = self._resolve_amp()
@@ -564,7 +565,7 @@ class Trainer:
         resume_from: str | Path | None = None,
         stop_at_step: int | None = None,
     ) -> FitResult:
-        """Train until ``config.epochs`` (or ``config.max_steps``) are done.
+        """Train until ``config.epochs`` or ``config.max_steps`` (the first reached) are done.
 
         Args:
             resume_from: A ``last.pt`` (or step) checkpoint to continue from;
@@ -776,7 +777,7 @@ class Trainer:
         summary = ", ".join(
             f"{k}={v:.4f}" for k, v in record.items() if isinstance(v, float) and k != "lr"
         )
-        logger.info("epoch %d: %s", record["epoch"], summary)
+        logger.info("epoch %d, step %d: %s", record["epoch"], record["step"], summary)
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
