@@ -161,7 +161,7 @@ def test_set_overrides_take_style_kwargs_relative_to_cwd(
 
 def test_run_folder_records_full_config_and_it_reproduces_the_run(experiment: Path) -> None:
     config = _base(experiment)
-    config["trainer"].update(max_steps=3, log_every_n_steps=1, seed=5, lr=0.05)
+    config["trainer"].update(epochs=None, max_steps=3, log_every_n_steps=1, seed=5, lr=0.05)
     config["data"].update(style_augmentation="colorjitter")
     config["hooks"] = [{"name": "simcons", "kwargs": {"lam": 0.5}}]
     first = build_trainer(load_experiment_config(_write(experiment, config)))

@@ -53,6 +53,7 @@ from typing import Any, ClassVar, TypeVar
 
 import yaml
 
+from tia_scanner_robust._constants import IMAGENET_MEAN, IMAGENET_STD
 from tia_scanner_robust._io import to_jsonable
 from tia_scanner_robust._validation import check_in_choices, read_utf8_text
 from tia_scanner_robust.training.run_config import resolve_config_paths
@@ -246,8 +247,8 @@ class TrainerConfig(_ConfigBase):
     image_key: str = "image"
     target_key: str | None = None
     ignore_index: int | None = None
-    normalize_mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
-    normalize_std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    normalize_mean: tuple[float, float, float] = IMAGENET_MEAN
+    normalize_std: tuple[float, float, float] = IMAGENET_STD
     dice_include_background: bool = False
     monitor: str = "val_dice"
     mode: str = "max"
