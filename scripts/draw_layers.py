@@ -3,7 +3,8 @@
 Writes ``docs/_static/architecture/layers.png``: one band per layer of
 ``tia_scanner_robust._layers.LAYERS`` (bottom layer at the bottom), the
 modules of each layer with their line counts, and one arrow per pair of layers
-that import each other, labelled with the number of imports. An import that
+that import each other: one column per importing layer, with an arrowhead
+and the number of imports at each layer it uses. An import that
 ran back up a layer would be drawn in red (the tests forbid it).
 
 Usage:
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import matplotlib as mpl
 
@@ -23,6 +25,9 @@ import matplotlib.pyplot as plt
 
 import tia_scanner_robust
 from tia_scanner_robust._layers import LAYERS, import_edges, layer_of, rank
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 ROOT = Path(tia_scanner_robust.__file__).resolve().parent
 
@@ -40,6 +45,84 @@ def _modules_by_layer() -> dict[str, list[tuple[str, int]]]:
     return out
 
 
+BAND_LEFT, BAND_WIDTH = 0.1, 9.3
+COLUMN_LEFT, COLUMN_STEP = 9.7, 0.27
+
+
+def _wrap_to_width(ax: Axes, items: list[str], width: float, **style: Any) -> list[str]:
+    """Greedily join ``items`` with ", " into lines no wider than ``width`` data units."""
+    renderer = ax.figure.canvas.get_renderer()
+    to_data = ax.transData.inverted()
+
+    def fits(text: str) -> bool:
+        probe = ax.text(0, 0, text, **style)
+        box = probe.get_window_extent(renderer=renderer).transformed(to_data)
+        probe.remove()
+        return box.width <= width
+
+    lines: list[str] = []
+    current = ""
+    for item in items:
+        candidate = f"{current}, {item}" if current else item
+        if current and not fits(candidate + ","):
+            lines.append(current + ",")
+            current = item
+        else:
+            current = candidate
+    if current:
+        lines.append(current)
+    return lines
+
+
+def _draw_bands(ax: Axes, modules: dict[str, list[tuple[str, int]]]) -> None:
+    """One band per layer: name, description, total lines and the wrapped module list."""
+    for index, (name, what) in enumerate(LAYERS):
+        y = index
+        ax.add_patch(
+            plt.Rectangle((BAND_LEFT, y + 0.05), BAND_WIDTH, 0.9, color="#dde8f3", ec="#55708c")
+        )
+        total = sum(lines for _, lines in modules[name])
+        ax.text(
+            BAND_LEFT + 0.1,
+            y + 0.74,
+            f"{name}/" if name != "base" else "base modules",
+            weight="bold",
+        )
+        ax.text(2.1, y + 0.74, f"{what}  ({total:,} lines)", fontsize=8, color="#333333")
+        items = [f"{m} {lines}" for m, lines in modules[name]]
+        for size in (6.0, 5.5, 5.0, 4.5):
+            style = {"fontsize": size, "family": "monospace"}
+            wrapped = _wrap_to_width(ax, items, BAND_WIDTH - 0.25, **style)
+            if len(wrapped) <= 4:
+                break
+        for k, line in enumerate(wrapped):
+            ax.text(BAND_LEFT + 0.1, y + 0.55 - 0.14 * k, line, **style)
+
+
+def _draw_edges(ax: Axes, edges: Counter[tuple[str, str]]) -> None:
+    """One column per importing layer, with an arrowhead and a count at each layer it imports."""
+    for source in {s for s, _ in edges}:
+        targets = sorted((t for s, t in edges if s == source), key=rank)
+        x = COLUMN_LEFT + COLUMN_STEP * rank(source)
+        low, high = min(rank(t) for t in targets), max(rank(t) for t in targets)
+        top = max(rank(source), high) + 0.5
+        bottom = min(rank(source), low) + 0.5
+        ax.plot([x, x], [bottom, top], color="#55708c", lw=0.8)
+        ax.plot([x - 0.06, x], [rank(source) + 0.5, rank(source) + 0.5], color="#55708c", lw=0.8)
+        for target in targets:
+            up = rank(target) > rank(source)
+            tip = rank(target) + (0.08 if not up else 0.92)
+            ax.annotate(
+                "",
+                xy=(x, tip),
+                xytext=(x, tip + (0.25 if not up else -0.25)),
+                arrowprops={"arrowstyle": "-|>", "color": "red" if up else "#55708c", "lw": 0.8},
+            )
+            ax.text(
+                x + 0.03, tip + 0.3, str(edges[(source, target)]), fontsize=5.5, color="#333333"
+            )
+
+
 def main() -> None:
     """Parse arguments and write the figure."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -53,33 +136,17 @@ def main() -> None:
         if layer_of(e.source) != layer_of(e.target)
     )
     n = len(LAYERS)
-    fig, ax = plt.subplots(figsize=(13, 0.95 * n + 1))
-    ax.set_xlim(0, 13)
-    ax.set_ylim(-0.2, n + 0.2)
+    width = COLUMN_LEFT + COLUMN_STEP * n + 0.2
+    fig, ax = plt.subplots(figsize=(width, 1.0 * n + 1))
+    ax.set_xlim(0, width)
+    ax.set_ylim(-0.1, n + 0.1)
     ax.axis("off")
-    for index, (name, what) in enumerate(LAYERS):
-        y = index
-        ax.add_patch(plt.Rectangle((0.1, y + 0.08), 9.3, 0.84, color="#dde8f3", ec="#55708c"))
-        total = sum(lines for _, lines in modules[name])
-        ax.text(0.2, y + 0.7, f"{name}/" if name != "base" else "base modules", weight="bold")
-        ax.text(2.0, y + 0.7, f"{what}  ({total:,} lines)", fontsize=8, color="#333333")
-        listing = ", ".join(f"{m} {lines}" for m, lines in modules[name])
-        wrapped = [listing[i : i + 150] for i in range(0, len(listing), 150)][:3]
-        for k, chunk in enumerate(wrapped):
-            ax.text(0.2, y + 0.45 - 0.16 * k, chunk, fontsize=6, family="monospace")
-    for (source, target), count in sorted(edges.items()):
-        up = rank(target) > rank(source)
-        x = 9.6 + 0.28 * (rank(source) % 12)
-        ax.annotate(
-            "",
-            xy=(x, rank(target) + 0.5),
-            xytext=(x, rank(source) + 0.5),
-            arrowprops={"arrowstyle": "->", "color": "red" if up else "#55708c", "lw": 0.8},
-        )
-        ax.text(x + 0.03, rank(source) + 0.3, str(count), fontsize=5)
+    _draw_bands(ax, modules)
+    _draw_edges(ax, edges)
     ax.set_title(
-        "tia_scanner_robust layers: each package imports only from the layers below it "
-        "(arrows: imports between layers, from the importing layer; red would be upward)",
+        "tia_scanner_robust layers: each package imports only from the layers below it\n"
+        "(right: one column per importing layer, an arrowhead and the number of imports "
+        "at each layer it uses; red would be upward)",
         fontsize=9,
     )
     out = Path(args.output)

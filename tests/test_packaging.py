@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 from importlib import metadata
+from importlib.metadata import requires
 from pathlib import Path
 
 import cv2
@@ -82,3 +83,18 @@ def test_console_script_installed() -> None:
     assert exe.exists(), "console script missing: reinstall with scripts/install.sh"
     out = subprocess.run([str(exe), "--version"], capture_output=True, text=True, check=True)
     assert tia_scanner_robust.__version__ in out.stdout
+
+
+def test_package_metadata_pins_both_opencv_wheels_to_one_release() -> None:
+    # a plain `pip install` of the wheel (no scripts/install.sh) must not mix
+    # opencv-python and opencv-python-headless releases in one cv2/ folder
+    pins = {}
+    for requirement in requires("tia-scanner-robust") or []:
+        name, _, version = requirement.partition("==")
+        if name.strip() in {"opencv-python", "opencv-python-headless"}:
+            pins[name.strip()] = version.split(";")[0].strip()
+    assert set(pins) == {"opencv-python", "opencv-python-headless"}, pins
+    assert len(set(pins.values())) == 1, pins
+    constraints = (Path(__file__).resolve().parents[1] / "constraints.txt").read_text()
+    for name, version in pins.items():
+        assert f"{name}=={version}" in constraints.splitlines()

@@ -17,7 +17,49 @@ Names resolve lazily so importing this package does not import every module.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from tia_scanner_robust._lazy import lazy_exports
+
+# --- static imports for type checkers (generated from _EXPORTS) ---
+if TYPE_CHECKING:
+    from .batched.augment import (
+        BatchStyleAugment,
+        batched_version,
+    )
+    from .fda import (
+        FourierDomainAdaptation,
+    )
+    from .presets import (
+        STYLE_AUGMENTATIONS,
+        he_color_jitter,
+        he_stain,
+        style_augmentation,
+    )
+    from .preview import (
+        make_augmentation_preview,
+        save_augmentation_preview,
+    )
+    from .randstainna import (
+        RandStainNA,
+        RandStainNATemplate,
+        default_randstainna_template,
+        expand_image_paths,
+        fit_randstainna_template,
+        load_randstainna_template,
+        official_reinhard_transfer,
+        sample_virtual_template,
+        save_randstainna_template,
+    )
+    from .scanner import (
+        SCANNER_PROFILES,
+        ScannerProfile,
+        ScannerSimulator,
+        get_scanner_profile,
+        simulate_paired_scans,
+        simulate_scanner,
+    )
+# --- end of static imports ---
 
 _EXPORTS: dict[str, str] = {
     "RandStainNA": "randstainna",
@@ -46,7 +88,32 @@ _EXPORTS: dict[str, str] = {
     "batched_version": "batched.augment",
 }
 
-__all__ = list(_EXPORTS)
+__all__ = [
+    "SCANNER_PROFILES",
+    "STYLE_AUGMENTATIONS",
+    "BatchStyleAugment",
+    "FourierDomainAdaptation",
+    "RandStainNA",
+    "RandStainNATemplate",
+    "ScannerProfile",
+    "ScannerSimulator",
+    "batched_version",
+    "default_randstainna_template",
+    "expand_image_paths",
+    "fit_randstainna_template",
+    "get_scanner_profile",
+    "he_color_jitter",
+    "he_stain",
+    "load_randstainna_template",
+    "make_augmentation_preview",
+    "official_reinhard_transfer",
+    "sample_virtual_template",
+    "save_augmentation_preview",
+    "save_randstainna_template",
+    "simulate_paired_scans",
+    "simulate_scanner",
+    "style_augmentation",
+]
 
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, __all__)

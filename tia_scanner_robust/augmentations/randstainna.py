@@ -1,8 +1,9 @@
 """RandStainNA: random virtual stain templates with Reinhard transfer (Shen et al., 2022).
 
 Fitting (:func:`fit_randstainna_template`): every template image is converted
-to a colour space (LAB, HSV or HED, see :mod:`.colorspace`) and summarised by
-its per-channel mean and standard deviation. Across images this gives six
+to a colour space (LAB, HSV or HED, see
+:mod:`~tia_scanner_robust.augmentations.colorspace`) and summarised by its
+per-channel mean and standard deviation. Across images this gives six
 series (mean and std of each of three channels); the template stores, for
 each series, its sample mean, its (population) standard deviation and the
 family, ``"normal"`` or ``"laplace"``, whose maximum-likelihood fit has the

@@ -1,16 +1,18 @@
 """RandStainNA templates: the fitted distributions of image colour statistics, and their files.
 
 A template (:class:`RandStainNATemplate`) records, for one colour space (LAB,
-HSV or HED in the 8-bit convention of :mod:`.colorspace`) and each of its
-three channels, the distribution across template images of the image-level
+HSV or HED in the 8-bit convention of
+:mod:`~tia_scanner_robust.augmentations.colorspace`) and each of its three
+channels, the distribution across template images of the image-level
 channel mean and of the channel standard deviation
 (:class:`SeriesDistribution`: family, mean, std). Templates are read and
 written as YAML (:func:`load_randstainna_template`,
 :func:`save_randstainna_template`; the reference implementation's files are
 read too), and one default per colour space ships with the package
 (:func:`default_randstainna_template`). Fitting lives in
-:mod:`.randstainna` (:func:`~.randstainna.fit_randstainna_template`), which
-also re-exports every name of this module.
+:mod:`~tia_scanner_robust.augmentations.randstainna`
+(:func:`~tia_scanner_robust.augmentations.randstainna.fit_randstainna_template`),
+which also re-exports every name of this module.
 
 Examples:
     >>> t = default_randstainna_template("LAB")
@@ -102,7 +104,7 @@ class RandStainNATemplate:
 
     Attributes:
         color_space: ``"LAB"``, ``"HSV"`` or ``"HED"`` (8-bit convention of
-            :mod:`.colorspace`).
+            :mod:`~tia_scanner_robust.augmentations.colorspace`).
         channel_mean: Three :class:`SeriesDistribution`, one per channel: the
             distribution of the image-level channel mean.
         channel_std: Three :class:`SeriesDistribution`: the distribution of the

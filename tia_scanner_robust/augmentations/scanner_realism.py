@@ -151,6 +151,7 @@ def scanner_realism_report(
         names: Optional name of each pair (e.g. its specimen id).
 
     Returns:
+        The report
         ``{"profile", "pairs": [per pair: name, mad_simulated_vs_real,
         mad_reference_vs_real, statistics of reference/simulated/real],
         "summary": {means over pairs, mad_ratio, statistics}}``.

@@ -30,7 +30,13 @@ if TYPE_CHECKING:
 
     from tia_scanner_robust.data.paired import PairedCollection
 
-__all__ = ["load_collection", "open_collection", "paired_data_options", "resolution_options"]
+__all__ = [
+    "load_collection",
+    "open_collection",
+    "paired_data_options",
+    "resolution_options",
+    "start_command",
+]
 
 _F = TypeVar("_F", bound="Callable[..., Any]")
 
@@ -167,10 +173,7 @@ def open_collection(
     a folder holding earlier results (other than ``demo_data/``, which is
     reused) is refused unless ``overwrite``.
     """
-    from tia_scanner_robust.seeding import seed_everything  # noqa: PLC0415
-
-    seed_everything(seed)
-    lock_output_dir(out_dir, overwrite=overwrite, ignore=("demo_data",))
+    start_command(out_dir, seed=seed, overwrite=overwrite, ignore=("demo_data",))
     return load_collection(
         data,
         data_format,
@@ -180,3 +183,17 @@ def open_collection(
         demo_tiles=demo_tiles,
         demo_tile_size=demo_tile_size,
     )
+
+
+def start_command(
+    out_dir: Path, *, seed: int, overwrite: bool, ignore: tuple[str, ...] = ()
+) -> None:
+    """Seed every generator and hold ``out_dir`` for the command.
+
+    ``out_dir`` is locked with :func:`~tia_scanner_robust.cli._options.lock_output_dir`
+    (entries named in ``ignore`` do not count as earlier results).
+    """
+    from tia_scanner_robust.seeding import seed_everything  # noqa: PLC0415
+
+    seed_everything(seed)
+    lock_output_dir(out_dir, overwrite=overwrite, ignore=ignore)

@@ -38,6 +38,7 @@ from tia_scanner_robust.cli._paired_data import (
     open_collection,
     paired_data_options,
     resolution_options,
+    start_command,
 )
 
 __all__ = ["evaluate", "load_collection"]
@@ -186,22 +187,22 @@ def evaluate(
         "patch_size": patch_size,
         "size_policy": size_policy,
     }
+    if chosen == "unpaired" and samples is not None:
+        start_command(out_dir, seed=seed, overwrite=overwrite)
+    else:
+        collection = open_collection(
+            data,
+            data_format,
+            out_dir,
+            incomplete=incomplete,
+            seed=seed,
+            demo_tiles=demo_tiles,
+            demo_tile_size=demo_tile_size,
+            overwrite=overwrite,
+        )
     if chosen == "unpaired":
         if samples is None:
-            samples = list(
-                open_collection(
-                    data,
-                    data_format,
-                    out_dir,
-                    incomplete=incomplete,
-                    seed=seed,
-                    demo_tiles=demo_tiles,
-                    demo_tile_size=demo_tile_size,
-                    overwrite=overwrite,
-                )
-            )
-        else:
-            _start(out_dir, seed=seed, overwrite=overwrite)
+            samples = list(collection)
         scanners = sorted({s.scanner for s in samples})
         click.echo(
             f"Evaluating {len(samples)} samples of {len(scanners)} scanners {scanners} "
@@ -222,16 +223,6 @@ def evaluate(
         click.echo(f"All numbers: {paths['json']}")
         return
 
-    collection = open_collection(
-        data,
-        data_format,
-        out_dir,
-        incomplete=incomplete,
-        seed=seed,
-        demo_tiles=demo_tiles,
-        demo_tile_size=demo_tile_size,
-        overwrite=overwrite,
-    )
     click.echo(
         f"Evaluating {len(collection.groups)} specimens x {len(collection.scanners)} scanners "
         f"{collection.scanners} ({task}, model {model})."
@@ -239,23 +230,10 @@ def evaluate(
     try:
         evaluator = ScannerConsistencyEvaluator(
             model,
-            task=task,
-            weights=weights,
-            batch_size=batch_size,
-            num_workers=num_workers,
-            device=device,
-            chunk_size=chunk_size,
-            ignore_background=ignore_background,
-            positive_class=positive_class,
-            n_examples=n_examples,
             save_predictions=not no_save_predictions,
             n_resamples=n_resamples,
-            seed=seed,
-            verbose=not no_progress,
-            mpp=mpp,
-            patch_size=patch_size,
-            size_policy=size_policy,
             empty_pairs=empty_pairs,
+            **settings,
         )
         result = evaluator.evaluate(collection, out_dir)
         labels = {s: [x.label for x in collection.by_scanner(s)] for s in collection.scanners}
@@ -293,12 +271,3 @@ def _choose_protocol(protocol: str, data: str, data_format: str) -> tuple[list |
     except (ValueError, FileNotFoundError) as error:
         raise click.ClickException(str(error)) from error
     return samples, choose_protocol(protocol, samples)
-
-
-def _start(out_dir: Path, *, seed: int, overwrite: bool) -> None:
-    """Seed every generator and hold ``out_dir`` (what ``open_collection`` does first)."""
-    from tia_scanner_robust.cli._options import lock_output_dir  # noqa: PLC0415
-    from tia_scanner_robust.seeding import seed_everything  # noqa: PLC0415
-
-    seed_everything(seed)
-    lock_output_dir(out_dir, overwrite=overwrite)

@@ -28,7 +28,41 @@ Examples:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from tia_scanner_robust._lazy import lazy_exports
+
+# --- static imports for type checkers (generated from _EXPORTS) ---
+if TYPE_CHECKING:
+    from .labels import (
+        LABEL_CLASS_DICTS,
+        LABEL_SCHEMES,
+        derive_labels,
+        reference_rendering,
+    )
+    from .run import (
+        DEMO_VARIANTS,
+        QUICK_STEPS,
+        DemoResult,
+        run_demo,
+    )
+    from .task import (
+        DemoTask,
+        build_demo_task,
+    )
+    from .variants import (
+        DEFAULT_STEPS,
+        DEMO_MODEL,
+        RunRecord,
+        TrainedVariant,
+        VariantEvaluation,
+        VariantSpec,
+        demo_config,
+        evaluate_variant,
+        run_variant,
+        train_variant,
+    )
+# --- end of static imports ---
 
 _EXPORTS: dict[str, str] = {
     "LABEL_CLASS_DICTS": "labels",
@@ -53,7 +87,28 @@ _EXPORTS: dict[str, str] = {
     "run_demo": "run",
 }
 
-__all__ = sorted(_EXPORTS)  # noqa: PLE0605 - a static list built from the lazy map
+__all__ = [
+    "DEFAULT_STEPS",
+    "DEMO_MODEL",
+    "DEMO_VARIANTS",
+    "LABEL_CLASS_DICTS",
+    "LABEL_SCHEMES",
+    "QUICK_STEPS",
+    "DemoResult",
+    "DemoTask",
+    "RunRecord",
+    "TrainedVariant",
+    "VariantEvaluation",
+    "VariantSpec",
+    "build_demo_task",
+    "demo_config",
+    "derive_labels",
+    "evaluate_variant",
+    "reference_rendering",
+    "run_demo",
+    "run_variant",
+    "train_variant",
+]
 
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, __all__)

@@ -394,7 +394,8 @@ def evaluate_variant(
     cache = out_dir / _EVAL_FILE
     if cache.is_file():
         cached = json.loads(cache.read_text(encoding="utf-8"))
-        if cached.get("checkpoint_sha256") == sha:
+        # an evaluation cached before intervals existed is redone
+        if cached.get("checkpoint_sha256") == sha and "average_ci95" in cached:
             cached["name"] = name
             return VariantEvaluation.from_dict(cached)
     evaluator = ScannerConsistencyEvaluator(
@@ -440,9 +441,22 @@ def evaluate_variant(
         checkpoint_sha256=sha,
         eval_seconds=seconds,
         report_dir=report_dir,
+        average_ci95=_interval((pc.ci95 or {}).get("average")),
+        minimum_ci95=_interval((pc.ci95 or {}).get("minimum")),
+        pair_ci95={
+            f"{a}|{b}": _interval(v) for (a, b), v in ((pc.ci95 or {}).get("pairs") or {}).items()
+        },
     )
     atomic_write_json(cache, evaluation.to_dict())
     return evaluation
+
+
+def _interval(value: Any) -> list[float] | None:
+    """A ``[low, high]`` bootstrap interval as plain floats (``None`` if absent or not finite)."""
+    if value is None:
+        return None
+    low, high = (_maybe(v) for v in value)
+    return None if low is None or high is None else [low, high]
 
 
 # --------------------------------------------------------------------------- runs

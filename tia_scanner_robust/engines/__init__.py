@@ -31,9 +31,43 @@ Examples:
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tia_scanner_robust._lazy import lazy_exports
+
+# --- static imports for type checkers (generated from _EXPORTS) ---
+if TYPE_CHECKING:
+    from .consistency import (
+        ScannerConsistencyEvaluator,
+    )
+    from .loading import (
+        ARCHITECTURES,
+        load_checkpoint,
+        load_model_checkpoint,
+        register_architecture,
+        resolve_model,
+    )
+    from .mil import (
+        MILSlidePredictor,
+    )
+    from .results import (
+        EvaluationResult,
+        ExamplePair,
+        sample_id,
+    )
+    from .tasks import (
+        PRIMARY_SCORE,
+        TASK_ENGINES,
+        TASK_SPECS,
+        TaskSpec,
+    )
+    from .unpaired import (
+        UnpairedEvaluator,
+    )
+    from .unpaired_results import (
+        UnpairedResult,
+    )
+# --- end of static imports ---
 
 _EXPORTS: dict[str, str] = {
     "ScannerConsistencyEvaluator": "consistency",

@@ -93,6 +93,7 @@ def scanner_score_summary(
         seed: Seed.
 
     Returns:
+        The summary
         ``{"per_scanner": {s: {"mean", "ci95", "n"}}, "mean", "mean_ci95",
         "minimum", "minimum_ci95", "worst_scanner", "n_resamples", "seed"}``.
 

@@ -17,7 +17,36 @@ Examples:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from tia_scanner_robust._lazy import lazy_exports
+
+# --- static imports for type checkers (generated from _EXPORTS) ---
+if TYPE_CHECKING:
+    from .functional import (
+        dice_loss,
+        probability_mse,
+        segmentation_loss,
+        soft_dice_consistency,
+        soft_dice_score,
+        symmetric_kl_divergence,
+    )
+    from .pairs import (
+        count_pairs,
+        encode_ids,
+        scangen_pair_masks,
+    )
+    from .scangen import (
+        ScanGenLoss,
+        ScanGenStats,
+        cosine_distance_matrix,
+        scangen_loss,
+        slide_embeddings,
+    )
+    from .simcons import (
+        SimConsLoss,
+    )
+# --- end of static imports ---
 
 _EXPORTS: dict[str, str] = {
     "SimConsLoss": "simcons",

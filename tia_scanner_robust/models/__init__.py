@@ -11,7 +11,47 @@ TIAToolbox.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from tia_scanner_robust._lazy import lazy_exports
+
+# --- static imports for type checkers (generated from _EXPORTS) ---
+if TYPE_CHECKING:
+    from .classical import (
+        CLASSICAL_CLASS_DICT,
+        ColourDeconvolutionSegmenter,
+        classical_ioconfig,
+        clean_label_maps,
+    )
+    from .mil import (
+        AGGREGATORS,
+        MIL_CONFIG_KEYS,
+        ABMILAggregator,
+        DSMILAggregator,
+        GAPAggregator,
+        MILAggregator,
+        MILModel,
+        ProjectionMLP,
+        SlotMILAggregator,
+        build_mil_model,
+        create_aggregator,
+        load_mil_checkpoint,
+        masked_mean,
+        pad_bags,
+        subsample_bags,
+        subsample_mask,
+    )
+    from .mil_predictor import (
+        MILSlidePredictor,
+    )
+    from .segmentation import (
+        IMAGENET_MEAN,
+        IMAGENET_STD,
+        SMP_CHECKPOINT_FORMAT,
+        SmpSegmentationModel,
+        imagenet_normalise,
+    )
+# --- end of static imports ---
 
 _EXPORTS: dict[str, str] = {
     "MILSlidePredictor": "mil_predictor",

@@ -70,9 +70,12 @@ __all__ = [
     "REPORT_VERSION",
     "embed_png",
     "format_cell",
+    "html_page",
     "html_table",
     "render_html",
+    "report_folder",
     "write_report",
+    "write_report_json",
 ]
 
 #: Version of the report.json layout.
@@ -397,12 +400,82 @@ def render_html(
         '<p class="meta">Every number is in report.json next to this file; '
         "figures are embedded in this page and also saved as PNG files.</p>"
     )
+    return html_page(title, sections)
+
+
+def html_page(title: str, sections: Sequence[str]) -> str:
+    """A self-contained HTML page: ``title``, the package stylesheet and ``sections``.
+
+    Args:
+        title: Page title (escaped).
+        sections: HTML fragments, joined by newlines inside ``<main>``.
+
+    Returns:
+        The page text.
+
+    Examples:
+        >>> page = html_page("A & B", ["<h1>Hi</h1>"])
+        >>> "<title>A &amp; B</title>" in page, page.rstrip().endswith("</html>")
+        (True, True)
+
+    """
     body = "\n".join(sections)
     return (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         f"<title>{html.escape(title)}</title>\n<style>{PAGE_CSS}{BANNER_CSS}</style>\n</head>\n"
         f"<body><main>\n{body}\n</main></body>\n</html>\n"
     )
+
+
+def report_folder(out_dir: str | Path | None, recorded: str | Path | None) -> Path:
+    """The report's folder (``out_dir``, else the one the result records), created.
+
+    Args:
+        out_dir: The folder asked for, or ``None``.
+        recorded: The result's own ``out_dir``.
+
+    Returns:
+        The folder.
+
+    Raises:
+        ValueError: If both are ``None``.
+
+    Examples:
+        >>> report_folder(None, None)
+        Traceback (most recent call last):
+        ...
+        ValueError: out_dir is required: the result does not record an output folder.
+
+    """
+    if out_dir is None:
+        if recorded is None:
+            msg = "out_dir is required: the result does not record an output folder."
+            raise ValueError(msg)
+        out_dir = recorded
+    folder = Path(out_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def write_report_json(out_dir: Path, report: dict[str, Any]) -> Path:
+    """Write ``report`` as strict JSON (no NaN) to ``out_dir / "report.json"``, atomically.
+
+    Args:
+        out_dir: The report's folder.
+        report: The report (converted with :func:`~tia_scanner_robust._io.to_jsonable`).
+
+    Returns:
+        The file written.
+
+    Examples:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     print(write_report_json(Path(tmp), {"a": (1, 2)}).read_text().split())
+        ['{', '"a":', '[', '1,', '2', ']', '}']
+
+    """
+    text = json.dumps(to_jsonable(report), indent=2, allow_nan=False) + "\n"
+    return atomic_write_text(out_dir / "report.json", text)
 
 
 def _example_figures(
@@ -579,13 +652,7 @@ def write_report(
         ValueError: If no folder is given and the result has none.
 
     """
-    if out_dir is None:
-        if result.out_dir is None:
-            msg = "out_dir is required: the result does not record an output folder."
-            raise ValueError(msg)
-        out_dir = result.out_dir
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = report_folder(out_dir, result.out_dir)
     figure_paths: dict[str, Path] = {}
 
     primary = result.primary_result
@@ -619,8 +686,7 @@ def write_report(
         figure_paths.update(unpaired_figures(unpaired, out_dir, dpi=dpi))
         report["domain_generalisation"] = unpaired.to_dict()
     report["figures"] = {k: p.name for k, p in figure_paths.items()}
-    json_path = out_dir / "report.json"
-    atomic_write_text(json_path, json.dumps(to_jsonable(report), indent=2, allow_nan=False) + "\n")
+    json_path = write_report_json(out_dir, report)
     html_text = render_html(
         result, figure_paths, title=title, analysis=analysis_summary, unpaired=unpaired
     )

@@ -39,16 +39,21 @@ from __future__ import annotations
 
 import datetime as dt
 import html
-import json
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tia_scanner_robust._io import atomic_write_text, to_jsonable
-from tia_scanner_robust.report.html import PAGE_CSS, REPORT_VERSION
-from tia_scanner_robust.report.tables import BANNER_CSS, settings_table, warning_banners
+from tia_scanner_robust._io import atomic_write_text
+from tia_scanner_robust.report.html import (
+    REPORT_VERSION,
+    html_page,
+    report_folder,
+    write_report_json,
+)
+from tia_scanner_robust.report.tables import settings_table, warning_banners
 from tia_scanner_robust.report.unpaired_section import unpaired_figures, unpaired_section
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from tia_scanner_robust.engines.unpaired_results import UnpairedResult
 
 __all__ = ["unpaired_figures", "unpaired_section", "write_unpaired_report"]  # two re-exported
@@ -77,21 +82,13 @@ def write_unpaired_report(
         ValueError: If no folder is given and the result has none.
 
     """
-    if out_dir is None:
-        if result.out_dir is None:
-            msg = "out_dir is required: the result does not record an output folder."
-            raise ValueError(msg)
-        out_dir = result.out_dir
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = report_folder(out_dir, result.out_dir)
     figures = unpaired_figures(result, out, dpi=dpi)
     report = result.to_dict() | {
         "report_version": REPORT_VERSION,
         "figures": {k: p.name for k, p in figures.items()},
     }
-    json_path = atomic_write_text(
-        out / "report.json", json.dumps(to_jsonable(report), indent=2, allow_nan=False) + "\n"
-    )
+    json_path = write_report_json(out, report)
     title = title or f"Per-scanner performance (unpaired protocol): {result.model}"
     when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     body = [
@@ -114,10 +111,5 @@ def write_unpaired_report(
         "<details><summary>Versions</summary>" + settings_table(result.versions) + "</details>",
         '<p class="meta">Every number is in report.json next to this file.</p>',
     ]
-    page = (
-        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        f"<title>{html.escape(title)}</title>\n<style>{PAGE_CSS}{BANNER_CSS}</style>\n</head>\n"
-        "<body><main>\n" + "\n".join(body) + "\n</main></body>\n</html>\n"
-    )
-    html_path = atomic_write_text(out / "report.html", page)
+    html_path = atomic_write_text(out / "report.html", html_page(title, body))
     return {"json": json_path, "html": html_path, **figures}

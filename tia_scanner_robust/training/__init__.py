@@ -25,7 +25,90 @@ Examples:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from tia_scanner_robust._lazy import lazy_exports
+
+# --- static imports for type checkers (generated from _EXPORTS) ---
+if TYPE_CHECKING:
+    from .builder import (
+        build_trainer,
+    )
+    from .config import (
+        DataConfig,
+        ExperimentConfig,
+        HookConfig,
+        ModelConfig,
+        TrainerConfig,
+        load_config,
+    )
+    from .configs import (
+        config_path,
+        list_configs,
+        load_experiment_config,
+        merge_overrides,
+        parse_overrides,
+        resolve_config,
+    )
+    from .data import (
+        SegmentationFolderDataset,
+        build_eval_transform,
+        build_train_transform,
+    )
+    from .fm_benchmark import (
+        SYNTHETIC_EXTRACTORS,
+        benchmark_feature_extractors,
+        compare_scangen,
+        format_benchmark_markdown,
+        format_comparison_markdown,
+    )
+    from .hooks import (
+        ENTRY_POINT_GROUP,
+        HOOK_REGISTRY,
+        Hook,
+        available_hooks,
+        create_hook,
+        register_hook,
+    )
+    from .lightning import (
+        ScanGenCallback,
+        SimConsCallback,
+    )
+    from .mil import (
+        MemoryBags,
+        MILBagModule,
+        MILTask,
+        MILTrainer,
+        assign_scangen_splits,
+        build_mil_trainer,
+        evaluate_mil,
+        run_mil,
+        train_mil_model,
+    )
+    from .mil_config import (
+        MILConfig,
+        load_mil_config,
+    )
+    from .scangen import (
+        ScanGenHook,
+    )
+    from .simcons import (
+        SimConsHook,
+    )
+    from .synthetic import (
+        make_synthetic_store,
+    )
+    from .tasks import (
+        ClassificationTask,
+        SegmentationTask,
+        TrainingTask,
+        create_task,
+    )
+    from .trainer import (
+        FitResult,
+        Trainer,
+    )
+# --- end of static imports ---
 
 _EXPORTS: dict[str, str] = {
     "Trainer": "trainer",
@@ -95,9 +178,11 @@ __all__ = [
     "MILTrainer",
     "MemoryBags",
     "ModelConfig",
+    "ScanGenCallback",
     "ScanGenHook",
     "SegmentationFolderDataset",
     "SegmentationTask",
+    "SimConsCallback",
     "SimConsHook",
     "Trainer",
     "TrainerConfig",

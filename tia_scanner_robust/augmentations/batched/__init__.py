@@ -33,7 +33,35 @@ Examples:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from tia_scanner_robust._lazy import lazy_exports
+
+# --- static imports for type checkers (generated from _EXPORTS) ---
+if TYPE_CHECKING:
+    from .augment import (
+        BATCHED_STYLE_AUGMENTATIONS,
+        BatchStyleAugment,
+        batched_version,
+    )
+    from .colorjitter import (
+        BatchColorJitter,
+        color_jitter_batch,
+    )
+    from .fda import (
+        BatchFDA,
+        fda_swap_batch,
+        fda_weights,
+    )
+    from .randstainna import (
+        BatchRandStainNA,
+        reinhard_transfer_batch,
+    )
+    from .scanner import (
+        BatchScannerSimulator,
+        simulate_scanner_batch,
+    )
+# --- end of static imports ---
 
 _EXPORTS: dict[str, str] = {
     "BATCHED_STYLE_AUGMENTATIONS": "augment",
@@ -50,7 +78,20 @@ _EXPORTS: dict[str, str] = {
     "simulate_scanner_batch": "scanner",
 }
 
-__all__ = list(_EXPORTS)
+__all__ = [
+    "BATCHED_STYLE_AUGMENTATIONS",
+    "BatchColorJitter",
+    "BatchFDA",
+    "BatchRandStainNA",
+    "BatchScannerSimulator",
+    "BatchStyleAugment",
+    "batched_version",
+    "color_jitter_batch",
+    "fda_swap_batch",
+    "fda_weights",
+    "reinhard_transfer_batch",
+    "simulate_scanner_batch",
+]
 
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, __all__)

@@ -214,6 +214,7 @@ class BatchRandStainNA:
         """Draw per-sample colour spaces and virtual templates (on the CPU).
 
         Returns:
+            The draws
             ``{"space_index": (B,) long (into self.spaces), "target_mean": (B, 3),
             "target_std": (B, 3)}`` (float64).
 

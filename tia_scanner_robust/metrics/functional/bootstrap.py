@@ -157,6 +157,7 @@ def bootstrap_consistency(
         confidence: Two-sided level.
 
     Returns:
+        The intervals
         ``{"average": [lo, hi], "minimum": ..., "maximum": ..., "worst": ...,
         "pairs": {(a, b): [lo, hi]}, "n_resamples", "seed", "confidence",
         "n_specimens"}``; an interval is ``None`` with fewer than 2 specimens.
