@@ -54,6 +54,7 @@ __all__ = [
     "read_wsi_features",
     "run_patch_engine",
     "run_wsi_engine",
+    "segmentor_ioconfig",
     "stem_runs",
 ]
 
@@ -219,10 +220,7 @@ def read_ioconfig(
         'IOSegmentorConfig'
 
     """
-    from tiatoolbox.models.engine.io_config import (  # noqa: PLC0415
-        IOPatchPredictorConfig,
-        IOSegmentorConfig,
-    )
+    from tiatoolbox.models.engine.io_config import IOPatchPredictorConfig  # noqa: PLC0415
 
     size = _patch_shape(patch_size)
     if mpp is None:
@@ -233,16 +231,40 @@ def read_ioconfig(
         msg = f"mpp must be a positive number or None, got {mpp!r}."
         raise ValueError(msg)
     if segmentor:
-        return IOSegmentorConfig(
-            input_resolutions=[dict(resolution)],
-            output_resolutions=[dict(resolution)],
-            patch_input_shape=size,
-            patch_output_shape=size,
-            stride_shape=size,
-            save_resolution=dict(resolution),
-        )
+        return segmentor_ioconfig(resolution, size)
     return IOPatchPredictorConfig(
         input_resolutions=[resolution], patch_input_shape=size, stride_shape=size
+    )
+
+
+def segmentor_ioconfig(
+    resolution: dict[str, Any], shape: tuple[int, int], stride: tuple[int, int] | None = None
+) -> Any:
+    """``IOSegmentorConfig`` reading, predicting and saving at one resolution.
+
+    Args:
+        resolution: ``{"units": ..., "resolution": ...}`` of input, output and save.
+        shape: Patch input (and output) shape ``(h, w)``.
+        stride: Stride ``(h, w)`` (default: ``shape``, no overlap).
+
+    Returns:
+        The TIAToolbox ``IOSegmentorConfig``.
+
+    Examples:
+        >>> cfg = segmentor_ioconfig({"units": "mpp", "resolution": 0.5}, (32, 32), (16, 16))
+        >>> cfg.patch_output_shape, cfg.stride_shape, cfg.save_resolution["resolution"]
+        ((32, 32), (16, 16), 0.5)
+
+    """
+    from tiatoolbox.models.engine.io_config import IOSegmentorConfig  # noqa: PLC0415
+
+    return IOSegmentorConfig(
+        input_resolutions=[dict(resolution)],
+        output_resolutions=[dict(resolution)],
+        patch_input_shape=shape,
+        patch_output_shape=shape,
+        stride_shape=shape if stride is None else stride,
+        save_resolution=dict(resolution),
     )
 
 

@@ -35,6 +35,7 @@ __all__ = [
     "check_range",
     "check_rgb_image",
     "decode_image_file",
+    "load_checkpoint_dict",
     "load_state_dict_checked",
     "max_image_pixels",
     "read_rgb_image",
@@ -507,6 +508,54 @@ def safe_torch_load(
     except Exception as error:  # noqa: BLE001 - every failure becomes one clear line
         msg = f"Cannot load {what} {path}: {_torch_load_reason(error)}; expected {expected}."
         raise ValueError(msg) from None
+
+
+def load_checkpoint_dict(
+    path: str | Path,
+    *,
+    what: str = "checkpoint",
+    expected: str = "a dict saved with torch.save",
+    map_location: Any = "cpu",
+) -> Mapping[str, Any]:
+    """A checkpoint that must hold a dict: :func:`safe_torch_load` plus that check.
+
+    The one reader of the package's model checkpoints (segmentation, MIL and
+    evaluation checkpoints): no code in the file runs, and every failure is
+    one line naming the file.
+
+    The arguments are those of :func:`safe_torch_load`; a missing file is
+    reported as ``"<What> file not found: <path>"``.
+
+    Returns:
+        The loaded mapping.
+
+    Raises:
+        FileNotFoundError: If the file does not exist.
+        ValueError: If it cannot be loaded with ``weights_only=True`` or
+            does not hold a dict.
+
+    Examples:
+        >>> import tempfile, pathlib, torch
+        >>> p = pathlib.Path(tempfile.mkdtemp()) / "list.pt"
+        >>> torch.save([1, 2], p)
+        >>> load_checkpoint_dict(p, expected="a dict")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: Checkpoint ...list.pt holds a list, not a dict; expected a dict.
+
+    """
+    from collections.abc import Mapping  # noqa: PLC0415 - runtime check only
+
+    label = f"{what[:1].upper()}{what[1:]}"
+    path = Path(path)
+    if not path.is_file():
+        msg = f"{label} file not found: {path}"
+        raise FileNotFoundError(msg)
+    payload = safe_torch_load(path, what=what, expected=expected, map_location=map_location)
+    if not isinstance(payload, Mapping):
+        msg = f"{label} {path} holds a {type(payload).__name__}, not a dict; expected {expected}."
+        raise ValueError(msg)
+    return payload
 
 
 def _shape(value: Any) -> tuple[int, ...] | None:

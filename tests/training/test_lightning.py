@@ -437,3 +437,62 @@ def test_simcons_ddp_two_cpu_processes(items: list[Any], tmp_path: Any) -> None:
     assert seeds[1][0] == str(callback.step_seed(0, 0, 1))
     assert "simcons/consistency" in trainer.callback_metrics
     assert time.perf_counter() - start < 60
+
+
+# ------------------------------------------------------------------ hooks under other trainers
+def test_hooks_read_other_trainers_explicitly_or_fail_loudly(tmp_path: Any) -> None:
+    """Issue 12, part 4: SimConsHook/ScanGenHook under a trainer that is not this project's."""
+    from types import SimpleNamespace  # noqa: PLC0415
+
+    from tia_scanner_robust.data.features import FeatureStore  # noqa: PLC0415
+    from tia_scanner_robust.training import ScanGenHook, SimConsHook  # noqa: PLC0415
+    from tia_scanner_robust.training.hooks import trainer_rank  # noqa: PLC0415
+
+    lightning_trainer = make_trainer([], max_steps=1)  # has global_rank, no rank/config/log_scalar
+    assert trainer_rank(lightning_trainer) == lightning_trainer.global_rank == 0
+    # the rank is read from Lightning's global_rank, not defaulted to 0
+    hook = SimConsHook("colorjitter", seed=0)
+    on_rank1 = hook._step_seed(SimpleNamespace(global_rank=1, global_step=3))
+    assert on_rank1 == hook._step_seed(SimpleNamespace(rank=1, global_step=3))
+    assert on_rank1 != hook._step_seed(SimpleNamespace(global_rank=0, global_step=3))
+    # options that default to this Trainer's config must be given explicitly
+    batch = {
+        "image": torch.randint(0, 256, (2, 8, 8, 3), dtype=torch.uint8),
+        "mask": torch.zeros(2, 8, 8, dtype=torch.long),
+    }
+    with pytest.raises(AttributeError, match=r"pass seed=\.\.\."):
+        SimConsHook("colorjitter").on_batch_start(lightning_trainer, batch)
+    built = hook.on_batch_start(lightning_trainer, batch)
+    logits = torch.randn(4, 2, 8, 8)
+    with pytest.raises(AttributeError, match=r"pass mode=\.\.\."):
+        hook.on_loss(lightning_trainer, built, logits, {})
+    # logging is never skipped without a word: log_fn, or an error saying to pass one
+    hook = SimConsHook("colorjitter", seed=0, mode="segmentation")
+    with pytest.raises(AttributeError, match="log_fn"):
+        hook.on_loss(lightning_trainer, built, logits, {})
+    logged: dict[str, Any] = {}
+    hook = SimConsHook(
+        "colorjitter", seed=0, mode="segmentation", log_fn=lambda n, v: logged.update({n: v})
+    )
+    losses = hook.on_loss(lightning_trainer, built, logits, {})
+    torch.testing.assert_close(losses["consistency"], 0.3 * logged["consistency_unweighted"])
+
+    store = FeatureStore(tmp_path / "pool.zarr")
+    rng = np.random.default_rng(1)
+    for p in range(4):
+        for scanner in ("A", "B"):
+            store.write_slide(f"P{p}", scanner, rng.random((6, 8)), split="scangen")
+    foreign = SimpleNamespace(model=TinyMIL(), device=torch.device("cpu"))
+    with pytest.raises(AttributeError, match=r"pass seed=\.\.\."):
+        ScanGenHook(store, split="scangen", batch_size=4).on_fit_start(foreign)
+    scangen = ScanGenHook(store, split="scangen", batch_size=4, seed=0)
+    with pytest.raises(AttributeError, match="log_fn"):
+        scangen.on_loss(foreign, {}, None, {})
+    logged.clear()
+    scangen = ScanGenHook(
+        store, split="scangen", batch_size=4, seed=0, log_fn=lambda n, v: logged.update({n: v})
+    )
+    losses = scangen.on_loss(foreign, {}, None, {})
+    assert {"scangen_unweighted", "scangen/n_attract"} <= set(logged)
+    assert isinstance(logged["scangen/n_attract"], int)  # numbers for a foreign logger
+    torch.testing.assert_close(losses["scangen"], logged["scangen_unweighted"])

@@ -91,6 +91,9 @@ IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".tif", ".tiff", "
 #: A sampled target std is clipped below at this fraction of the template's
 #: mean channel std (a negative or zero draw would invert or flatten the channel).
 MIN_STD_FRACTION = 0.05
+#: What ``templates`` may be: a template file, a fitted mapping, a
+#: :class:`RandStainNATemplate`, a list of them, or ``None`` (the defaults).
+TemplateSource = str | Path | Mapping[str, Any] | RandStainNATemplate | Sequence[Any] | None
 
 
 # ---------------------------------------------------------------------------
@@ -578,12 +581,7 @@ class RandStainNA(ImageOnlyTransform):
 
     def __init__(
         self,
-        templates: str
-        | Path
-        | Mapping[str, Any]
-        | RandStainNATemplate
-        | Sequence[Any]
-        | None = None,
+        templates: TemplateSource = None,
         color_spaces: Sequence[str] | str | None = None,
         std_hyper: float = -0.3,
         distribution: Literal["normal", "laplace", "uniform"] | None = None,

@@ -71,6 +71,7 @@ __all__ = [
     "get_scanner_profile",
     "is_profile_path",
     "load_scanner_profile",
+    "render_scan",
     "save_scanner_profile",
     "simulate_paired_scans",
     "simulate_scanner",
@@ -578,7 +579,38 @@ def simulate_scanner(image: np.ndarray, profile: str | Path | ScannerProfile) ->
 
     """
     check_rgb_image(image)
-    profile = get_scanner_profile(profile)
+    return render_scan(image, get_scanner_profile(profile))
+
+
+def render_scan(
+    image: np.ndarray,
+    profile: ScannerProfile,
+    rng: np.random.Generator | None = None,
+    *,
+    jpeg: bool = True,
+) -> np.ndarray:
+    """The simulator's stages, in order, on one image (the core of :func:`simulate_scanner`).
+
+    Args:
+        image: ``(H, W, 3)`` RGB, uint8 or float32 in ``[0, 1]`` (not checked).
+        profile: The profile.
+        rng: Generator of the sensor noise; ``None`` seeds one from the
+            profile and the image content (:func:`simulate_scanner`'s
+            determinism). The batched CPU backend passes its own (an augmentation).
+        jpeg: Apply the profile's JPEG stage (the batched simulator may do it on the GPU).
+
+    Returns:
+        The simulated scan, same shape and dtype as ``image``.
+
+    Examples:
+        >>> import numpy as np
+        >>> tile = np.full((16, 16, 3), 150, np.uint8)
+        >>> quiet = ScannerProfile("soft", blur_sigma=1.0, gamma=(1.1, 1.0, 0.9))
+        >>> rng = np.random.default_rng(0)
+        >>> bool((render_scan(tile, quiet, rng) == simulate_scanner(tile, quiet)).all())
+        True
+
+    """
     is_uint8 = image.dtype == np.uint8
     linear = _DECODE_LUT[image] if is_uint8 else _srgb_decode(image)
 
@@ -589,9 +621,10 @@ def simulate_scanner(image: np.ndarray, profile: str | Path | ScannerProfile) ->
     if profile.blur_sigma > 0:
         linear = _gaussian(linear, profile.blur_sigma)
 
-    # Sensor noise (linear light), seeded by profile and content.
+    # Sensor noise (linear light), seeded by profile and content unless ``rng`` is given.
     if profile.noise_shot > 0 or profile.noise_read > 0:
-        rng = np.random.default_rng(_noise_seed(image, profile))
+        if rng is None:
+            rng = np.random.default_rng(_noise_seed(image, profile))
         std = np.sqrt(profile.noise_shot * np.clip(linear, 0.0, None) + profile.noise_read**2)
         linear = linear + std * rng.standard_normal(linear.shape, dtype=np.float32)
 
@@ -621,9 +654,10 @@ def simulate_scanner(image: np.ndarray, profile: str | Path | ScannerProfile) ->
     encoded = np.clip(encoded, 0.0, 1.0).astype(np.float32, copy=False)
 
     # Quantisation and JPEG.
-    if is_uint8 or profile.jpeg_quality is not None:
+    with_jpeg = jpeg and profile.jpeg_quality is not None
+    if is_uint8 or with_jpeg:
         scan = np.rint(encoded * 255.0).astype(np.uint8)
-        if profile.jpeg_quality is not None:
+        if with_jpeg:
             scan = _jpeg(scan, profile.jpeg_quality)
         return scan if is_uint8 else scan.astype(np.float32) / np.float32(255.0)
     return encoded

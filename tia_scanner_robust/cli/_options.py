@@ -60,7 +60,9 @@ __all__ = [
     "output_dir_option",
     "overwrite_option",
     "parse_seeds",
+    "projection_option",
     "seed_option",
+    "weights_option",
 ]
 
 _F = TypeVar("_F", bound="Callable[..., Any]")
@@ -243,6 +245,27 @@ def overwrite_option(*, text: str | None = None) -> Callable[[_F], _F]:
         help=text
         or "Write into an output folder that holds earlier results, replacing the files this "
         "command writes (nothing else is deleted).",
+    )
+
+
+def weights_option(*, text: str) -> Callable[[_F], _F]:
+    """``--weights FILE``: an existing local weights file (``None`` when not given)."""
+    return click.option(
+        "--weights",
+        type=click.Path(exists=True, path_type=Path),
+        default=None,
+        help=text,
+    )
+
+
+def projection_option(*, text: str | None = None) -> Callable[[_F], _F]:
+    """``--projection umap|pca``: the 2-D projection of features in the paired analysis."""
+    return click.option(
+        "--projection",
+        type=click.Choice(["umap", "pca"]),
+        default="umap",
+        show_default=True,
+        help=text,
     )
 
 

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from tia_scanner_robust.data.paired import PairedCollection
 
 __all__ = [
+    "FORMAT_OPTION",
     "load_collection",
     "open_collection",
     "paired_data_options",
@@ -40,20 +41,23 @@ __all__ = [
 
 _F = TypeVar("_F", bound="Callable[..., Any]")
 
+#: ``--format auto|scorpion|manifest`` (parameter ``data_format``): the layout of ``--data``.
+FORMAT_OPTION = click.option(
+    "--format",
+    "data_format",
+    type=click.Choice(["auto", "scorpion", "manifest"]),
+    default="auto",
+    show_default=True,
+    help="Dataset layout (auto: a .csv file is a manifest, a folder SCORPION).",
+)
+
 _OPTIONS = (
     click.option(
         "--data",
         required=True,
         help="SCORPION folder, manifest CSV, or 'demo' (offline demo set).",
     ),
-    click.option(
-        "--format",
-        "data_format",
-        type=click.Choice(["auto", "scorpion", "manifest"]),
-        default="auto",
-        show_default=True,
-        help="Dataset layout (auto: a .csv file is a manifest, a folder SCORPION).",
-    ),
+    FORMAT_OPTION,
     click.option(
         "--incomplete",
         type=click.Choice(["error", "drop"]),

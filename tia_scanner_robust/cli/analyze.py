@@ -24,7 +24,7 @@ Examples:
 from __future__ import annotations
 
 import json
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -33,12 +33,17 @@ from tia_scanner_robust.cli._options import (
     no_progress_option,
     output_dir_option,
     overwrite_option,
+    projection_option,
+    weights_option,
 )
 from tia_scanner_robust.cli._paired_data import (
     open_collection,
     paired_data_options,
     resolution_options,
 )
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 __all__ = ["analyze"]
 
@@ -54,13 +59,8 @@ __all__ = ["analyze"]
     show_default=True,
     help="'none', or a feature model (TIAToolbox name or checkpoint) for the feature views.",
 )
-@click.option(
-    "--weights",
-    type=click.Path(exists=True, path_type=Path),
-    default=None,
-    help="Local weights for --features.",
-)
-@click.option("--projection", type=click.Choice(["umap", "pca"]), default="umap", show_default=True)
+@weights_option(text="Local weights for --features.")
+@projection_option()
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1))
 @resolution_options
 @device_option()
@@ -93,14 +93,13 @@ def analyze(
     """
     from tqdm.auto import tqdm  # noqa: PLC0415
 
-    from tia_scanner_robust._io import atomic_write_text  # noqa: PLC0415
+    from tia_scanner_robust._io import atomic_write_text, to_jsonable  # noqa: PLC0415
     from tia_scanner_robust.data.paired import load_sample_image  # noqa: PLC0415
     from tia_scanner_robust.metrics.analysis import (  # noqa: PLC0415
         deviation_summary,
         plot_paired_unpaired,
         rgb_patch_statistics,
     )
-    from tia_scanner_robust.metrics.functional import to_jsonable  # noqa: PLC0415
 
     collection = open_collection(
         data,

@@ -32,7 +32,14 @@ from pathlib import Path
 
 import click
 
-from tia_scanner_robust.cli._options import device_option, output_dir_option, overwrite_option
+from tia_scanner_robust.cli._options import (
+    device_option,
+    no_progress_option,
+    output_dir_option,
+    overwrite_option,
+    projection_option,
+    weights_option,
+)
 from tia_scanner_robust.cli._paired_data import (
     load_collection,
     open_collection,
@@ -52,12 +59,7 @@ __all__ = ["evaluate", "load_collection"]
     show_default=True,
     help="'builtin', a TIAToolbox pretrained name, or a checkpoint file (.pt).",
 )
-@click.option(
-    "--weights",
-    type=click.Path(exists=True, path_type=Path),
-    default=None,
-    help="Local weights (state dict) for a TIAToolbox pretrained name.",
-)
+@weights_option(text="Local weights (state dict) for a TIAToolbox pretrained name.")
 @click.option(
     "--task",
     type=click.Choice(["segmentation", "classification", "embedding"]),
@@ -86,13 +88,7 @@ __all__ = ["evaluate", "load_collection"]
     type=click.IntRange(min=0),
     help="Worst-pair examples in the report.",
 )
-@click.option(
-    "--projection",
-    type=click.Choice(["umap", "pca"]),
-    default="umap",
-    show_default=True,
-    help="Feature projection of the paired analysis (embeddings).",
-)
+@projection_option(text="Feature projection of the paired analysis (embeddings).")
 @click.option(
     "--protocol",
     type=click.Choice(["auto", "paired", "unpaired"]),
@@ -121,7 +117,7 @@ __all__ = ["evaluate", "load_collection"]
     "NaN (nan).",
 )
 @click.option("--no-save-predictions", is_flag=True, help="Do not keep per-scanner predictions.")
-@click.option("--no-progress", is_flag=True, help="Hide progress bars.")
+@no_progress_option()
 def evaluate(
     *,
     data: str,

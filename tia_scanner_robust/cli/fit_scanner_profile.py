@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from tia_scanner_robust.cli._options import seed_option
+from tia_scanner_robust.cli._paired_data import FORMAT_OPTION
 
 if TYPE_CHECKING:
     from tia_scanner_robust.data.collection import PairedCollection
@@ -105,14 +106,7 @@ def _jpeg_quality(option: str, collection: PairedCollection, target: str) -> int
 @click.option(
     "--data", required=True, help="Paired data: SCORPION folder, manifest CSV, or 'demo'."
 )
-@click.option(
-    "--format",
-    "data_format",
-    type=click.Choice(["auto", "scorpion", "manifest"]),
-    default="auto",
-    show_default=True,
-    help="Dataset layout (auto: a .csv file is a manifest, a folder SCORPION).",
-)
+@FORMAT_OPTION
 @click.option("--reference", required=True, help="Scanner whose images are the input (A).")
 @click.option("--target", required=True, help="Scanner whose look is fitted (B).")
 @click.option(

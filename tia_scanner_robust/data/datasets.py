@@ -146,20 +146,16 @@ class PairedGroupDataset(Dataset):
             scanner's image independently (as in :class:`PairedImageDataset`).
 
     Examples:
-        >>> import tempfile, pathlib, numpy as np
-        >>> from tia_scanner_robust._io import atomic_write_image
-        >>> from tia_scanner_robust.data.collection import (
-        ...     PairedCollection,
-        ...     PairedSample,
+        Two tiles of the offline demo set, seen by two simulated scanners:
+
+        >>> import tempfile
+        >>> from tia_scanner_robust.data.demo import build_demo_dataset
+        >>> demo = build_demo_dataset(
+        ...     tempfile.mkdtemp(), tile_size=16, n_tiles=2, profiles=["reference", "cool-sharp"]
         ... )
-        >>> d = pathlib.Path(tempfile.mkdtemp())
-        >>> for s in ("A", "B"):
-        ...     _ = atomic_write_image(d / f"{s}.png", np.zeros((4, 5, 3), np.uint8))
-        >>> ds = PairedGroupDataset(
-        ...     PairedCollection(PairedSample("s/1", s, path=d / f"{s}.png") for s in ("A", "B"))
-        ... )
+        >>> ds = PairedGroupDataset(demo)
         >>> len(ds), ds[0]["image"].shape, ds[0]["scanners"]
-        (1, (2, 4, 5, 3), ['A', 'B'])
+        (2, (2, 16, 16, 3), ['reference', 'cool-sharp'])
 
     """
 

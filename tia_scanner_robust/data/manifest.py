@@ -135,6 +135,16 @@ def detect_kind(path: str | Path) -> str:
     return "patch"
 
 
+def _parse_number(value: str) -> int | float:
+    """An ``int`` for an integer literal, else the ``float`` (NaN when not a number)."""
+    if _INT_PATTERN.match(value):
+        return int(value)
+    try:
+        return float(value)
+    except ValueError:
+        return math.nan
+
+
 class _Row:
     """Parses the cells of one manifest line, with errors naming line and column."""
 
@@ -174,12 +184,9 @@ class _Row:
         value = self.text(column)
         if value is None:
             return None
-        if _INT_PATTERN.match(value):
-            return int(value)
-        try:
-            number = float(value)
-        except ValueError:
-            number = math.nan
+        number = _parse_number(value)
+        if isinstance(number, int):
+            return number
         if not math.isfinite(number) or number != int(number):
             self.fail(column, f"expected an integer, got {value!r}.")
         return int(number)
@@ -188,12 +195,9 @@ class _Row:
         value = self.text("label")
         if value is None:
             return None
-        if _INT_PATTERN.match(value):
-            return int(value)
-        try:
-            number = float(value)
-        except ValueError:
-            number = math.nan
+        number = _parse_number(value)
+        if isinstance(number, int):
+            return number
         if not math.isfinite(number):
             self.fail("label", f"expected a numeric label (class index or value), got {value!r}.")
         return number

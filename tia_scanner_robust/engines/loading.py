@@ -48,6 +48,7 @@ import torch
 from torch import nn
 
 from tia_scanner_robust._validation import (
+    load_checkpoint_dict,
     load_state_dict_checked,
     safe_torch_load,
     summarize_state_dict_error,
@@ -247,18 +248,11 @@ def load_model_checkpoint(
 
     """
     path = Path(path)
-    if not path.is_file():
-        msg = f"Checkpoint file not found: {path}"
-        raise FileNotFoundError(msg)
-    payload = safe_torch_load(
+    payload = load_checkpoint_dict(
         path,
-        what="checkpoint",
         expected="a model checkpoint: a dict with 'arch' or an smp 'config', and 'state_dict'",
         map_location=map_location,
     )
-    if not isinstance(payload, dict):
-        msg = f"Checkpoint {path} holds a {type(payload).__name__}, expected a dict."
-        raise ValueError(msg)
     desc = f"checkpoint:{path.name}"
     smp_config = payload.get("config", payload.get("model_config"))
     arch = payload.get("arch", payload.get("model_name"))

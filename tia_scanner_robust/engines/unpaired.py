@@ -142,14 +142,17 @@ def read_unpaired_manifest(
             (specimen, scanner, magnification) row (messages name the line).
 
     Examples:
-        >>> import tempfile, pathlib, numpy as np
-        >>> from tia_scanner_robust._io import atomic_write_image
+        A specimen seen by one scanner only is kept (the example of
+        :func:`~tia_scanner_robust.data.manifest.read_manifest_samples` reads
+        such a file); a file the manifest names must exist:
+
+        >>> import tempfile, pathlib
         >>> d = pathlib.Path(tempfile.mkdtemp())
-        >>> for s in ("A", "B"):
-        ...     _ = atomic_write_image(d / f"{s}.png", np.zeros((4, 4, 3), np.uint8))
-        >>> _ = (d / "m.csv").write_text("specimen_id,scanner,path\na/1,A,A.png\nb/1,B,B.png\n")
-        >>> [(s.specimen_id, s.scanner) for s in read_unpaired_manifest(d / "m.csv")]
-        [('a/1', 'A'), ('b/1', 'B')]
+        >>> _ = (d / "m.csv").write_text("specimen_id,scanner,path\na/1,A,gone.png\n")
+        >>> read_unpaired_manifest(d / "m.csv")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        FileNotFoundError: ...m.csv: 1 file(s) named in the manifest do not exist: line 2: ...
 
     """
     from tia_scanner_robust.data.manifest import read_manifest_samples  # noqa: PLC0415

@@ -64,13 +64,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 from scipy import ndimage as ndi
-from tiatoolbox.models.engine.io_config import IOSegmentorConfig
 from tiatoolbox.models.models_abc import ModelABC
 from torch.nn import functional as F  # noqa: N812
 
+from tia_scanner_robust._tiatoolbox import segmentor_ioconfig
 from tia_scanner_robust._validation import check_in_choices
 
 if TYPE_CHECKING:
+    from tiatoolbox.models.engine.io_config import IOSegmentorConfig
     from torch import nn
 
 __all__ = [
@@ -465,12 +466,6 @@ def classical_ioconfig(
     if min(*shape, *stride_shape) <= 0:
         msg = f"patch_shape and stride must be positive, got {shape} and {stride_shape}."
         raise ValueError(msg)
-    res = {"units": units, "resolution": float(resolution)}
-    return IOSegmentorConfig(
-        input_resolutions=[dict(res)],
-        output_resolutions=[dict(res)],
-        patch_input_shape=shape,
-        patch_output_shape=shape,
-        stride_shape=stride_shape,
-        save_resolution=dict(res),
+    return segmentor_ioconfig(
+        {"units": units, "resolution": float(resolution)}, shape, stride_shape
     )

@@ -50,8 +50,8 @@ from tia_scanner_robust._constants import IMAGENET_MEAN, IMAGENET_STD
 from tia_scanner_robust._io import atomic_open, to_jsonable
 from tia_scanner_robust._validation import (
     check_in_choices,
+    load_checkpoint_dict,
     load_state_dict_checked,
-    safe_torch_load,
 )
 
 if TYPE_CHECKING:
@@ -327,19 +327,12 @@ class SmpSegmentationModel(ModelABC):
 
         """
         path = Path(path)
-        if not path.is_file():
-            msg = f"Checkpoint file not found: {path}"
-            raise FileNotFoundError(msg)
-        payload = safe_torch_load(
+        payload = load_checkpoint_dict(
             path,
-            what="checkpoint",
             expected="a segmentation checkpoint ('config' and 'state_dict') saved by "
             "SmpSegmentationModel.save_checkpoint or the plugin's Trainer",
             map_location=map_location,
         )
-        if not isinstance(payload, dict):
-            msg = f"{path} is not a tia_scanner_robust checkpoint (not a dict)."
-            raise ValueError(msg)
         config = payload.get("config", payload.get("model_config"))
         state = payload.get("state_dict", payload.get("model"))
         if not isinstance(config, dict) or not isinstance(state, dict):

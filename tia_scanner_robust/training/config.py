@@ -209,10 +209,8 @@ class TrainerConfig(_ConfigBase):
             row then cover the steps since the previous row.
         checkpoint_every_steps: Also write the resumable checkpoint every N
             steps (with epoch-based validation it is written at each epoch
-            end too).
-
-    ``checkpoint_every_n_steps``, the old spelling of ``checkpoint_every_steps``,
-    is still read by :meth:`from_dict` (and YAML) and as an attribute.
+            end too). The old spelling ``checkpoint_every_n_steps`` is still
+            read by :meth:`from_dict` (and YAML) and as an attribute.
         keep_step_checkpoints: Keep a copy of every step checkpoint
             (``step_00000010.pt``...) besides ``last.pt``.
         log_every_n_steps: Period of the per-step log (``steps.jsonl``).

@@ -41,6 +41,11 @@ Conventions a hook can rely on:
 
 Useful trainer attributes: ``model`` (unwrapped), ``device``, ``config``,
 ``epoch``, ``global_step``, ``rank``, ``world_size``, ``is_main_process``.
+Hooks that may run under another loop read them through
+:func:`trainer_rank`, :func:`trainer_step`, :func:`trainer_config_value` and
+:func:`hook_logger`, which take Lightning's names too (``global_rank``) and
+fail with a message naming the hook argument to pass instead of silently
+using a default.
 
 Registry: ``@register_hook("name")`` adds a class to :data:`HOOK_REGISTRY`;
 :func:`create_hook` builds one by name. Third-party packages expose hooks
@@ -92,8 +97,12 @@ __all__ = [
     "available_hooks",
     "create_hook",
     "get_hook_class",
+    "hook_logger",
     "hook_state_keys",
     "register_hook",
+    "trainer_config_value",
+    "trainer_rank",
+    "trainer_step",
 ]
 
 logger = logging.getLogger(__name__)
@@ -336,3 +345,135 @@ def hook_state_keys(hooks: Sequence[Hook]) -> list[str]:
         counts[base] = k + 1
         keys.append(base if k == 0 else f"{base}#{k}")
     return keys
+
+
+# ----------------------------------------------------------------------------- what hooks read
+# Hooks run under this project's Trainer, under another loop (Lightning, a
+# plain PyTorch loop) or by hand with ``trainer=None``. They read what they
+# need from the trainer through these functions: the value is the right one
+# for every trainer, or the call fails with a message saying what to pass.
+
+
+def trainer_rank(trainer: Any) -> int:
+    """The process rank of the loop driving a hook, read explicitly.
+
+    ``trainer.rank`` (this project's Trainer), else ``trainer.global_rank``
+    (Lightning), else the rank of the initialised ``torch.distributed``
+    process group, else 0 (one process; also for ``trainer=None``).
+
+    Examples:
+        >>> from types import SimpleNamespace
+        >>> trainer_rank(SimpleNamespace(rank=2)), trainer_rank(SimpleNamespace(global_rank=1))
+        (2, 1)
+        >>> trainer_rank(None)
+        0
+
+    """
+    for name in ("rank", "global_rank"):
+        value = getattr(trainer, name, None)
+        if value is not None:
+            return int(value)
+    import torch.distributed as dist  # noqa: PLC0415 - torch only when a hook needs it
+
+    if dist.is_available() and dist.is_initialized():
+        return int(dist.get_rank())
+    return 0
+
+
+def trainer_step(trainer: Any, hook: str) -> int:
+    """``trainer.global_step`` (optimiser steps done; 0 for ``trainer=None``).
+
+    Raises:
+        AttributeError: If the trainer has no ``global_step``.
+
+    Examples:
+        >>> from types import SimpleNamespace
+        >>> trainer_step(SimpleNamespace(global_step=7), "MyHook"), trainer_step(None, "MyHook")
+        (7, 0)
+        >>> trainer_step(object(), "MyHook")
+        Traceback (most recent call last):
+        ...
+        AttributeError: MyHook needs trainer.global_step (the optimiser step, ...); object has none.
+
+    """
+    if trainer is None:
+        return 0
+    step = getattr(trainer, "global_step", None)
+    if step is None:
+        msg = (
+            f"{hook} needs trainer.global_step (the optimiser step, which seeds its random "
+            f"draws); {type(trainer).__name__} has none."
+        )
+        raise AttributeError(msg)
+    return int(step)
+
+
+def trainer_config_value(trainer: Any, field: str, hook: str, argument: str, default: Any) -> Any:
+    """``trainer.config.<field>`` for a hook option left at ``None``.
+
+    ``default`` only for ``trainer=None`` (a hook driven by hand); a trainer
+    without that config field (Lightning, a plain loop) raises instead of
+    silently using the default.
+
+    Raises:
+        AttributeError: If the trainer has no ``config.<field>``; the message
+            names the hook argument to pass.
+
+    Examples:
+        >>> from types import SimpleNamespace
+        >>> trainer = SimpleNamespace(config=SimpleNamespace(seed=3))
+        >>> trainer_config_value(trainer, "seed", "MyHook", "seed", 0)
+        3
+        >>> trainer_config_value(None, "seed", "MyHook", "seed", 0)
+        0
+        >>> trainer_config_value(object(), "seed", "MyHook", "seed", 0)
+        Traceback (most recent call last):
+        ...
+        AttributeError: MyHook: seed=None takes trainer.config.seed, ... pass seed=... to the hook.
+
+    """
+    if trainer is None:
+        return default
+    config = getattr(trainer, "config", None)
+    if config is None or not hasattr(config, field):
+        msg = (
+            f"{hook}: {argument}=None takes trainer.config.{field}, which "
+            f"{type(trainer).__name__} does not have; pass {argument}=... to the hook."
+        )
+        raise AttributeError(msg)
+    return getattr(config, field)
+
+
+def hook_logger(
+    trainer: Any, log_fn: Callable[..., None] | None, hook: str
+) -> Callable[..., None] | None:
+    """Where a hook logs its informative scalars: ``log_fn``, else ``trainer.log_scalar``.
+
+    ``None`` (nothing logged) only for ``trainer=None`` without ``log_fn``.
+
+    Raises:
+        AttributeError: If the trainer has no ``log_scalar`` and no
+            ``log_fn`` was given (the values would be lost without a word).
+
+    Examples:
+        >>> logged = []
+        >>> log = hook_logger(object(), lambda name, value: logged.append(name), "MyHook")
+        >>> log("x", 1.0)
+        >>> logged, hook_logger(None, None, "MyHook")
+        (['x'], None)
+
+    """
+    if log_fn is not None:
+        return log_fn
+    if trainer is None:
+        return None
+    log_scalar = getattr(trainer, "log_scalar", None)
+    if not callable(log_scalar):
+        msg = (
+            f"{hook} logs through trainer.log_scalar(name, value), which "
+            f"{type(trainer).__name__} does not have; pass log_fn=... to the hook, e.g. "
+            "log_fn=lambda name, value: pl_module.log(name, value) in Lightning (or "
+            "SimConsCallback/ScanGenCallback from tia_scanner_robust.training.lightning)."
+        )
+        raise AttributeError(msg)
+    return log_scalar

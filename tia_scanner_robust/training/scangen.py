@@ -66,7 +66,12 @@ from tia_scanner_robust.losses.scangen import (
     ScanGenLoss,
     ScanGenStats,
 )
-from tia_scanner_robust.training.hooks import Hook, register_hook
+from tia_scanner_robust.training.hooks import (
+    Hook,
+    hook_logger,
+    register_hook,
+    trainer_config_value,
+)
 from tia_scanner_robust.training.state import derive_seed
 
 if TYPE_CHECKING:
@@ -139,6 +144,10 @@ class ScanGenHook(Hook):
             pool takes at most a quarter of the free GPU memory, else the
             CPU (then only the gathered rows are copied each step).
         seed: Seed of the hook's generators (default: the trainer's seed).
+        log_fn: Where the hook logs its informative scalars, ``log_fn(name,
+            value)`` (e.g. ``pl_module.log`` in Lightning); default: the
+            trainer's ``log_scalar``. A trainer without ``log_scalar`` and no
+            ``log_fn`` is an error, not a silent skip.
 
     Raises:
         ValueError: On invalid options, or a pool that cannot fill a batch.
@@ -167,6 +176,7 @@ class ScanGenHook(Hook):
         cache: bool = True,
         cache_device: torch.device | str | None = None,
         seed: int | None = None,
+        log_fn: Callable[..., None] | None = None,
     ) -> None:
         if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not lam >= 0:
             msg = f"lam must be a number >= 0, got {lam!r}."
@@ -215,6 +225,7 @@ class ScanGenHook(Hook):
         self._specimen_codes = encode_ids(pool.specimen_ids, "specimen_ids").numpy()
         self._scanner_codes = encode_ids(pool.scanner_ids, "scanner_ids").numpy()
         self.seed = seed
+        self.log_fn = log_fn
         self._rng: np.random.Generator | None = None
         self._generator: torch.Generator | None = None
         self.draws = 0
@@ -235,7 +246,7 @@ class ScanGenHook(Hook):
 
     def _ensure_generators(self, trainer: Any) -> None:
         if self._rng is None:
-            seed = getattr(getattr(trainer, "config", None), "seed", 0)
+            seed = trainer_config_value(trainer, "seed", "ScanGenHook", "seed", 0)
             self._init_generators(int(seed) if seed is not None else 0)
 
     # ------------------------------------------------------------------ pool cache
@@ -464,15 +475,17 @@ class ScanGenHook(Hook):
         self._ensure_generators(trainer)
         model = trainer.model
         term, stats = self.scangen_term_tensors(model, getattr(trainer, "device", None))
-        if hasattr(trainer, "log_scalar"):
-            trainer.log_scalar("scangen_unweighted", term)
-            if getattr(trainer, "lazy_scalars", False):  # read back with the step's losses
+        log = hook_logger(trainer, self.log_fn, "ScanGenHook")
+        if log is not None:
+            log("scangen_unweighted", term)
+            lazy = self.log_fn is None and getattr(trainer, "lazy_scalars", False)
+            if lazy:  # this Trainer reads them back with the step's losses
                 for name, value in stats.items():
-                    trainer.log_scalar(f"scangen/{name}", value, finite_only=True)
-            else:  # a trainer wanting numbers: one read-back, NaN stats left out
+                    log(f"scangen/{name}", value, finite_only=True)
+            else:  # a logger wanting numbers: one read-back, NaN stats left out
                 for name, value in ScanGenStats.from_tensors(stats).to_dict().items():
                     if np.isfinite(value):
-                        trainer.log_scalar(name, value)
+                        log(name, value)
         return {**losses, "scangen": self.lam * term}
 
     def state_dict(self) -> dict[str, Any]:

@@ -59,7 +59,14 @@ import numpy as np
 import torch
 
 from tia_scanner_robust.losses.simcons import SimConsLoss
-from tia_scanner_robust.training.hooks import Hook, register_hook
+from tia_scanner_robust.training.hooks import (
+    Hook,
+    hook_logger,
+    register_hook,
+    trainer_config_value,
+    trainer_rank,
+    trainer_step,
+)
 from tia_scanner_robust.training.state import derive_seed, reseed_transform
 
 if TYPE_CHECKING:
@@ -151,6 +158,10 @@ class SimConsHook(Hook):
             batched version exists, else the CPU path), ``"batch"`` (always
             batched; an error if there is none) or ``"cpu"`` (always the
             per-image albumentations path).
+        log_fn: Where the hook logs its informative scalars, ``log_fn(name,
+            value)`` (e.g. ``pl_module.log`` in Lightning); default: the
+            trainer's ``log_scalar``. A trainer without ``log_scalar`` and no
+            ``log_fn`` is an error, not a silent skip.
 
     Raises:
         ValueError: On invalid options.
@@ -178,6 +189,7 @@ class SimConsHook(Hook):
         seed: int | None = None,
         image_key: str | None = None,
         style_device: str = "auto",
+        log_fn: Callable[..., None] | None = None,
     ) -> None:
         if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not lam >= 0:
             msg = f"lam must be a number >= 0, got {lam!r}."
@@ -198,6 +210,7 @@ class SimConsHook(Hook):
         self.fda_references = fda_references
         self.seed = seed
         self.image_key = image_key
+        self.log_fn = log_fn
         if style_device not in STYLE_DEVICES:
             msg = (
                 f"Unknown style_device {style_device!r}; valid values: {', '.join(STYLE_DEVICES)}."
@@ -271,7 +284,9 @@ class SimConsHook(Hook):
 
     # ------------------------------------------------------------------ helpers
     def _criterion(self, trainer: Any) -> SimConsLoss:
-        mode = self.mode or getattr(getattr(trainer, "config", None), "task", "segmentation")
+        mode = self.mode or trainer_config_value(
+            trainer, "task", "SimConsHook", "mode", "segmentation"
+        )
         if mode != self.loss.mode:
             self.loss = SimConsLoss(mode=mode, **self._loss_kwargs)
         return self.loss
@@ -279,9 +294,9 @@ class SimConsHook(Hook):
     def _step_seed(self, trainer: Any) -> int:
         base = self.seed
         if base is None:
-            base = getattr(getattr(trainer, "config", None), "seed", 0)
-        step = getattr(trainer, "global_step", 0)
-        rank = getattr(trainer, "rank", 0)
+            base = trainer_config_value(trainer, "seed", "SimConsHook", "seed", 0)
+        step = trainer_step(trainer, "SimConsHook")
+        rank = trainer_rank(trainer)  # rank (this Trainer), global_rank (Lightning)
         return derive_seed(base, _SEED_SALT, step, rank)
 
     def _augment(self, image: np.ndarray, refs: dict[str, list[np.ndarray]]) -> np.ndarray:
@@ -399,8 +414,9 @@ class SimConsHook(Hook):
             msg = f"SimConsHook expects outputs with 2 * {b} rows (both views), got {shape}."
             raise ValueError(msg)
         cons = self._criterion(trainer)(logits[:b], logits[b : 2 * b])
-        if trainer is not None and hasattr(trainer, "log_scalar"):
-            trainer.log_scalar("consistency_unweighted", cons)
+        log = hook_logger(trainer, self.log_fn, "SimConsHook")
+        if log is not None:
+            log("consistency_unweighted", cons)
         return {**losses, "consistency": self.lam * cons}
 
 

@@ -32,7 +32,7 @@ Examples:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -63,12 +63,11 @@ from tia_scanner_robust.augmentations.colorspace import (
 from tia_scanner_robust.augmentations.randstainna import (
     MIN_STD_FRACTION,
     RandStainNA,
-    RandStainNATemplate,
+    TemplateSource,
 )
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
-    from pathlib import Path
 
 __all__ = ["BatchRandStainNA", "reinhard_transfer_batch"]
 
@@ -165,12 +164,7 @@ class BatchRandStainNA:
 
     def __init__(
         self,
-        templates: str
-        | Path
-        | Mapping[str, Any]
-        | RandStainNATemplate
-        | Sequence[Any]
-        | None = None,
+        templates: TemplateSource = None,
         color_spaces: Sequence[str] | str | None = None,
         std_hyper: float = -0.3,
         distribution: str | None = None,

@@ -54,12 +54,12 @@ from tia_scanner_robust.augmentations.batched._common import (
     select_rows,
     to_levels,
 )
-from tia_scanner_robust.augmentations.batched._scanner_numpy import scan_numpy
 from tia_scanner_robust.augmentations.batched.colorspace import srgb_decode, srgb_encode
 from tia_scanner_robust.augmentations.scanner import (
     SCANNER_PROFILES,
     ScannerProfile,
     get_scanner_profile,
+    render_scan,
 )
 
 if TYPE_CHECKING:
@@ -283,7 +283,7 @@ class BatchScannerSimulator:
             chosen = [self.profiles[int(k)] for k in params["profile_index"]]
             rng = np.random.default_rng(int(params["noise_seed"].item()))
             return map_images(
-                images, lambda i, image: scan_numpy(image, chosen[i], rng, jpeg=self.jpeg == "cpu")
+                images, lambda i, image: render_scan(image, chosen[i], rng, jpeg=self.jpeg == "cpu")
             )
         out = images.clone()
         index = params["profile_index"].to(images.device)

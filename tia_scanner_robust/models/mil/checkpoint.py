@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from tia_scanner_robust._validation import (
-    safe_torch_load,
+    load_checkpoint_dict,
     state_dict_mismatch,
     summarize_state_dict_error,
 )
@@ -165,18 +165,12 @@ def load_mil_checkpoint(
 
     """
     path = Path(path)
-    if not path.is_file():
-        msg = f"MIL checkpoint {path} does not exist."
-        raise FileNotFoundError(msg)
-    payload = safe_torch_load(
+    payload = load_checkpoint_dict(
         path,
         what="MIL checkpoint",
         expected="a MIL checkpoint ('model' or 'state_dict', and 'model_config') written by "
         "train-mil, or a MILModel state dict",
     )
-    if not isinstance(payload, Mapping):
-        msg = f"{path} does not hold a dict (got {type(payload).__name__})."
-        raise ValueError(msg)
     state = payload.get("model", payload.get("state_dict", payload))
     if not isinstance(state, Mapping) or not all(
         isinstance(v, torch.Tensor) for v in state.values()
