@@ -6,6 +6,7 @@ import base64
 import json
 import math
 import re
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -117,3 +118,23 @@ def test_aggregate_skips_missing_values_and_plots_the_sweep(tmp_path):
     assert "| lam 1 | 1 | 0.8000 +- 0.0000 | n/a | n/a |" in table
     path = plot_lambda_sweep([r["lam"] for r in rows], rows, tmp_path / "sweep.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_model_warnings_reach_the_comparison_report(tmp_path):
+    quiet = _evaluation("baseline", (0.9, 0.6, 0.7), 0.8)
+    blank = replace(
+        _evaluation("blank", (1.0, 1.0, 1.0), 0.0),
+        warnings=["Scanner 'warm': the model predicts background everywhere."],
+    )
+    paths = write_comparison_report({"baseline": quiet, "blank": blank}, tmp_path)
+    report = json.loads(paths["json"].read_text())
+    assert report["warnings"] == [
+        "blank: Scanner 'warm': the model predicts background everywhere."
+    ]
+    page = paths["html"].read_text()
+    assert page.count('class="banner"') == 1
+    assert "predicts background everywhere" in page
+    # no warning, no banner
+    paths = write_comparison_report({"baseline": quiet}, tmp_path / "quiet")
+    assert json.loads(paths["json"].read_text())["warnings"] == []
+    assert 'class="banner"' not in paths["html"].read_text()

@@ -394,8 +394,8 @@ def evaluate_variant(
     cache = out_dir / _EVAL_FILE
     if cache.is_file():
         cached = json.loads(cache.read_text(encoding="utf-8"))
-        # an evaluation cached before intervals existed is redone
-        if cached.get("checkpoint_sha256") == sha and "average_ci95" in cached:
+        # an evaluation cached before intervals and warnings existed is redone
+        if cached.get("checkpoint_sha256") == sha and "warnings" in cached:
             cached["name"] = name
             return VariantEvaluation.from_dict(cached)
     evaluator = ScannerConsistencyEvaluator(
@@ -446,6 +446,7 @@ def evaluate_variant(
         pair_ci95={
             f"{a}|{b}": _interval(v) for (a, b), v in ((pc.ci95 or {}).get("pairs") or {}).items()
         },
+        warnings=list(result.warnings),
     )
     atomic_write_json(cache, evaluation.to_dict())
     return evaluation

@@ -34,7 +34,7 @@ import datetime as dt
 import html
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,7 +44,12 @@ from tia_scanner_robust._io import atomic_write_json, atomic_write_text, to_json
 from tia_scanner_robust.metrics.functional import PairConsistencyResult
 from tia_scanner_robust.report.figures import plot_pair_matrix, save_figure
 from tia_scanner_robust.report.html import PAGE_CSS, embed_png, format_cell, html_table
-from tia_scanner_robust.report.tables import BANNER_CSS, format_interval, settings_table
+from tia_scanner_robust.report.tables import (
+    BANNER_CSS,
+    format_interval,
+    settings_table,
+    warning_banners,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -100,6 +105,7 @@ class VariantEvaluation:
         average_ci95: 95% bootstrap interval of ``paired_dice_avg`` (when computed).
         minimum_ci95: 95% bootstrap interval of ``paired_dice_min`` (when computed).
         pair_ci95: ``"a|b"`` -> 95% interval of that pair's Dice (when computed).
+        warnings: The evaluator's warnings for this model (empty when all is well).
     """
 
     name: str
@@ -120,6 +126,7 @@ class VariantEvaluation:
     average_ci95: list[float] | None = None
     minimum_ci95: list[float] | None = None
     pair_ci95: dict[str, list[float] | None] | None = None
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (NaN written as ``None``)."""
@@ -398,9 +405,11 @@ def write_comparison_report(
         agg, out / "variants.png", title="Paired and task Dice", dpi=dpi
     )
 
+    warnings = [f"{label}: {w}" for label, ev in evaluations.items() for w in ev.warnings]
     payload = {
         "version": COMPARISON_VERSION,
         "title": title,
+        "warnings": warnings,
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "settings": settings,
         "variants": {
@@ -487,6 +496,7 @@ def write_comparison_report(
 <title>{html.escape(title)}</title><style>{PAGE_CSS}{BANNER_CSS}</style></head>
 <body><main>
 <h1>{html.escape(title)}</h1>
+{warning_banners(warnings)}
 <p class="meta">tia_scanner_robust comparison report, {html.escape(payload["created"])}.
 Paired Dice: Dice between the label maps predicted on two scanners' scans of the same
 held-out tile (foreground classes), averaged over the tiles of each scanner pair; the
