@@ -215,7 +215,6 @@ def experiment_config(
             "output_dir": str(run_dir),
             "val_every_steps": args.val_every,
             "checkpoint_every_steps": args.val_every,
-            "checkpoint_every_n_steps": args.val_every,
             "log_every_n_steps": 10,
             "num_workers": 0,
             "progress": args.progress,

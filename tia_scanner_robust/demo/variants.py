@@ -139,7 +139,7 @@ def demo_config(
             "device": device,
             "seed": int(seed),
             "output_dir": str(output_dir),
-            "checkpoint_every_n_steps": 50,
+            "checkpoint_every_steps": 50,
             "log_every_n_steps": 10,
             "num_workers": 0,
             "progress": bool(progress),
@@ -203,6 +203,8 @@ def _clear_run(folder: Path) -> None:
 _PATH_FIELDS = (("trainer", "output_dir"), ("data", "train_dir"), ("data", "val_dir"))
 #: Config fields that change what is shown, not what is trained.
 _DISPLAY_FIELDS = (("trainer", "progress"), ("trainer", "num_workers"))
+#: Config fields renamed since runs were first cached: (section, old, new).
+_RENAMED_FIELDS = (("trainer", "checkpoint_every_n_steps", "checkpoint_every_steps"),)
 
 
 def run_cache_key(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -211,7 +213,8 @@ def run_cache_key(config: Mapping[str, Any]) -> dict[str, Any]:
     Paths are made relative to the run folder (``trainer.output_dir``), so a
     run folder copied or moved with its data (e.g. a copied demo output
     folder) is still recognised; ``trainer.progress`` and
-    ``trainer.num_workers`` are left out.
+    ``trainer.num_workers`` are left out; a field stored under its old name
+    (``trainer.checkpoint_every_n_steps``) counts as its new one.
 
     Examples:
         >>> a = {
@@ -224,6 +227,9 @@ def run_cache_key(config: Mapping[str, Any]) -> dict[str, Any]:
         ... }
         >>> run_cache_key(a) == run_cache_key(b), run_cache_key(a)["data"]["train_dir"]
         (True, '../../data/train')
+        >>> old = {"trainer": {"checkpoint_every_n_steps": 20}}
+        >>> run_cache_key(old) == run_cache_key({"trainer": {"checkpoint_every_steps": 20}})
+        True
 
     """
     key = json.loads(json.dumps(dict(config), default=str))
@@ -235,6 +241,12 @@ def run_cache_key(config: Mapping[str, Any]) -> dict[str, Any]:
     for section, name in _DISPLAY_FIELDS:
         if isinstance(key.get(section), dict):
             key[section].pop(name, None)
+    for section, old, new in _RENAMED_FIELDS:
+        node = key.get(section)
+        if isinstance(node, dict) and old in node:
+            value = node.pop(old)
+            if node.get(new) is None:
+                node[new] = value
     return key
 
 
