@@ -293,8 +293,7 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def part3() -> None:
-    from tia_scanner_robust.data.build_paired import build_paired_from_wsis
-    from tia_scanner_robust.data.registration import WSIScan
+    from tia_scanner_robust.data.build_paired import WSIScan, build_paired_from_wsis
 
     # a 2.4 x 2.4 mm "slide" (4800 px at 0.5 um/px) with four pieces of real tissue on glass
     names = (

@@ -14,15 +14,13 @@ from click.testing import CliRunner
 from tiatoolbox.wsicore.wsireader import TIFFWSIReader, WSIReader
 
 from tia_scanner_robust.cli.build_paired import build_paired
+from tia_scanner_robust.data.build_paired import WSIScan, build_paired_from_wsis, read_wsi_listing
 from tia_scanner_robust.data.manifest import read_manifest
 from tia_scanner_robust.data.registration import (
     AffineRegistration,
     RegistrationError,
-    WSIScan,
-    build_paired_from_wsis,
     check_registration,
     estimate_affine,
-    read_wsi_listing,
     sample_region_centres,
     tissue_mask,
 )

@@ -12,13 +12,13 @@ from tiatoolbox.wsicore.wsireader import WSIReader
 
 from tests.data.test_registration import synthetic_slide, write_pyramidal_tiff
 from tia_scanner_robust.data.build_paired import (
+    WSIScan,
     auto_thumb_mpp,
     build_paired_from_wsis,
     format_registration_report,
 )
 from tia_scanner_robust.data.registration import (
     RegistrationError,
-    WSIScan,
     phase_shift,
     refine_region,
     region_residual,

@@ -13,8 +13,10 @@
   ``root/slide_i/sample_j/{scanner}.jpg`` layout.
 - :mod:`~tia_scanner_robust.data.manifest`: :func:`read_manifest` for CSV
   manifests of patches or whole-slide regions.
-- :mod:`~tia_scanner_robust.data.registration`: :func:`build_paired_from_wsis`
-  (ORB + RANSAC affine registration of multi-scanner WSIs, aligned regions).
+- :mod:`~tia_scanner_robust.data.registration`: ORB + RANSAC affine
+  registration on thumbnails, refined by phase correlation at the target
+  resolution; :mod:`~tia_scanner_robust.data.build_paired`:
+  :func:`build_paired_from_wsis` (aligned regions of multi-scanner WSIs).
 - :mod:`~tia_scanner_robust.data.demo`: :func:`build_paired_from_images`
   (simulated scanners) and :func:`build_demo_dataset` (offline demo set).
 - :mod:`~tia_scanner_robust.data.feature_store`: the zarr
@@ -42,6 +44,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from tia_scanner_robust._lazy import lazy_exports
+from tia_scanner_robust.data.build_paired import (
+    WSIScan,
+    build_paired_from_wsis,
+    read_wsi_listing,
+)
 from tia_scanner_robust.data.collection import (
     INCOMPLETE_POLICIES,
     MANIFEST_COLUMNS,
@@ -64,10 +71,7 @@ from tia_scanner_robust.data.readers import (
 from tia_scanner_robust.data.registration import (
     AffineRegistration,
     RegistrationError,
-    WSIScan,
-    build_paired_from_wsis,
     estimate_affine,
-    read_wsi_listing,
 )
 from tia_scanner_robust.data.scorpion import read_scorpion
 

@@ -46,7 +46,6 @@ Examples:
 
 from __future__ import annotations
 
-import importlib
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -73,25 +72,6 @@ __all__ = [
     "sample_region_centres",
     "tissue_mask",
 ]
-
-#: Names that moved to :mod:`tia_scanner_robust.data.build_paired`, still importable
-#: from here (resolved lazily, by name, as that module imports this one).
-_BUILD_NAMES = frozenset(
-    {"WSIScan", "build_paired_from_wsis", "format_registration_report", "read_wsi_listing"}
-)
-
-
-def __getattr__(name: str) -> Any:
-    """Resolve the cohort builder's names from :mod:`~tia_scanner_robust.data.build_paired`."""
-    if name in _BUILD_NAMES:
-        return getattr(importlib.import_module("tia_scanner_robust.data.build_paired"), name)
-    msg = f"module {__name__!r} has no attribute {name!r}"
-    raise AttributeError(msg)
-
-
-def __dir__() -> list[str]:
-    """The module's names, the lazy ones included."""
-    return sorted(set(globals()) | set(__all__) | _BUILD_NAMES)
 
 
 class RegistrationError(ValueError):

@@ -1,7 +1,7 @@
 """Reader for the SCORPION folder layout of scanner-paired patches.
 
 The layout of the SCORPION dataset (Lunit, 2025), which
-:func:`~tia_scanner_robust.data.registration.build_paired_from_wsis` and
+:func:`~tia_scanner_robust.data.build_paired.build_paired_from_wsis` and
 :func:`~tia_scanner_robust.data.demo.build_paired_from_images` also write::
 
     root/
