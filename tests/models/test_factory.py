@@ -12,6 +12,7 @@ import yaml
 from tia_scanner_robust._io import atomic_write_image
 from tia_scanner_robust.models.factory import build_model, resolve_model_class
 from tia_scanner_robust.training.builder import build_trainer
+from tia_scanner_robust.training.config import ModelConfig
 from tia_scanner_robust.training.configs import load_experiment_config
 from tia_scanner_robust.training.trainer import Trainer
 
@@ -117,3 +118,26 @@ def test_encoder_weights_from_local_file(tmp_path: Path, he_tiles: list[np.ndarr
         build_model(**SMP, encoder_weights=str(tmp_path / "weights" / "other.pt"))
     with pytest.raises(FileNotFoundError, match=r"weight file not found: .*gone\.pt"):
         build_model(**SMP, encoder_weights=str(tmp_path / "gone.pt"))
+
+
+def test_class_names_travel_from_the_config_to_the_model() -> None:
+    # YAML/JSON give string keys; the config keeps int keys and a checked count
+    config = ModelConfig.from_dict({**SMP, "class_dict": {"0": "background", "1": "tumour"}})
+    assert config.class_dict == {0: "background", 1: "tumour"}
+    again = ModelConfig.from_dict(yaml.safe_load(yaml.safe_dump(config.to_dict())))
+    assert again.class_dict == config.class_dict
+    model = build_model(
+        "Unet",
+        encoder_name="resnet18",
+        num_classes=2,
+        model_kwargs=SMP["model_kwargs"],
+        class_dict=config.class_dict,
+    )
+    assert model.class_dict == {0: "background", 1: "tumour"}
+    assert model.config["class_dict"] == {0: "background", 1: "tumour"}
+    unet = build_model("tiatoolbox:UNetModel", num_classes=2, class_dict={0: "bg", 1: "fg"})
+    assert unet.class_dict == {0: "bg", 1: "fg"}
+    with pytest.raises(ValueError, match="names 3 classes but num_classes is 2"):
+        ModelConfig.from_dict({**SMP, "class_dict": {0: "a", 1: "b", 2: "c"}})
+    with pytest.raises(ValueError, match=r"keys must be 0\.\.1"):
+        ModelConfig.from_dict({**SMP, "class_dict": {0: "a", 2: "b"}})

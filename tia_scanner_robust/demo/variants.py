@@ -144,7 +144,7 @@ def demo_config(
             "num_workers": 0,
             "progress": bool(progress),
         },
-        "model": {**DEMO_MODEL, "num_classes": task.num_classes},
+        "model": {**DEMO_MODEL, "num_classes": task.num_classes, "class_dict": task.class_dict},
         "data": {
             "train_dir": str(task.train_dir),
             "val_dir": str(task.val_dir),

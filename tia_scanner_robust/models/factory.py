@@ -198,6 +198,7 @@ def build_model(
     resolution: float = 1.0,
     units: str = "baseline",
     model_kwargs: dict[str, Any] | None = None,
+    class_dict: dict[int, str] | None = None,
 ) -> nn.Module:
     """Build the network of a model config (see the module docstring for the forms of ``arch``).
 
@@ -212,6 +213,8 @@ def build_model(
         units: Units of ``resolution`` (smp wrapper).
         model_kwargs: ``smp.create_model`` arguments, or the user's class's
             constructor arguments.
+        class_dict: Class index -> name, kept on the model (``class_dict``)
+            for TIAToolbox's engines and the reports.
 
     Returns:
         The model (not yet on a device).
@@ -239,7 +242,10 @@ def build_model(
             resolution=resolution,
             units=units,
             model_kwargs=kwargs,
+            class_dict=class_dict,
         )
+    if class_dict is not None and ":" in arch:  # TIAToolbox reads class names from here
+        model.class_dict = dict(class_dict)
     if weight_file is not None:
         load_encoder_weights(model, weight_file)
         config = getattr(model, "config", None)

@@ -112,6 +112,7 @@ def build_trainer(config: ExperimentConfig, *, hooks: Sequence[Hook] = ()) -> Tr
         resolution=mcfg.resolution,
         units=mcfg.units,
         model_kwargs=mcfg.model_kwargs,
+        class_dict=mcfg.class_dict,
     )
     train = SegmentationFolderDataset(
         data.train_dir,

@@ -153,6 +153,24 @@ def _check_choice(obj: object, name: str, choices: tuple[str, ...]) -> None:
     check_in_choices(getattr(obj, name), choices, _name(obj, name))
 
 
+def _class_dict(value: object) -> dict[int, str] | None:
+    """``{index: name}`` with int keys (YAML and JSON may give string keys), or ``None``."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not value:
+        msg = f"ModelConfig.class_dict must be a mapping of class index to name, got {value!r}."
+        raise ValueError(msg)
+    try:
+        out = {int(k): str(v) for k, v in value.items()}
+    except (TypeError, ValueError):
+        msg = f"ModelConfig.class_dict keys must be class indices (0, 1, ...), got {list(value)}."
+        raise ValueError(msg) from None
+    if sorted(out) != list(range(len(out))):
+        msg = f"ModelConfig.class_dict keys must be 0..{len(out) - 1}, got {sorted(out)}."
+        raise ValueError(msg)
+    return out
+
+
 def _check_triplet(obj: object, name: str) -> None:
     value = getattr(obj, name)
     if (
@@ -362,6 +380,9 @@ class ModelConfig(_ConfigBase):
         units: Units of ``resolution`` (``"baseline"``, ``"mpp"``, ``"power"``, ``"level"``).
         model_kwargs: Extra ``smp.create_model`` keyword arguments, or the
             constructor arguments of a user's model class.
+        class_dict: Class index -> name (e.g. ``{0: background, 1: tumour}``),
+            stored with the model so that reports name the classes; one name
+            per class. ``None``: reports say ``class 0``, ``class 1``...
 
     """
 
@@ -375,8 +396,10 @@ class ModelConfig(_ConfigBase):
     resolution: float = 1.0
     units: str = "baseline"
     model_kwargs: dict[str, Any] = field(default_factory=dict)
+    class_dict: dict[int, str] | None = None
 
     def __post_init__(self) -> None:
+        self.class_dict = _class_dict(self.class_dict)
         for name in ("arch", "encoder_name"):
             if not isinstance(getattr(self, name), str) or not getattr(self, name):
                 msg = f"ModelConfig.{name} must be a non-empty string, got {getattr(self, name)!r}."
@@ -397,6 +420,12 @@ class ModelConfig(_ConfigBase):
         _check_int(self, "patch_size", minimum=16)
         _check_float(self, "resolution", minimum=0.0, strict=True)
         _check_choice(self, "units", ("baseline", "mpp", "power", "level"))
+        if self.class_dict is not None and len(self.class_dict) != self.num_classes:
+            msg = (
+                f"ModelConfig.class_dict names {len(self.class_dict)} classes but "
+                f"num_classes is {self.num_classes}."
+            )
+            raise ValueError(msg)
         if not isinstance(self.model_kwargs, dict):
             msg = f"ModelConfig.model_kwargs must be a mapping, got {self.model_kwargs!r}."
             raise ValueError(msg)
