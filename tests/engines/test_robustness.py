@@ -16,6 +16,7 @@ import torch
 from tiatoolbox.models.engine.io_config import IOSegmentorConfig
 from tiatoolbox.models.models_abc import ModelABC
 
+from tests.engines.test_consistency import write_pyramid_tiff
 from tia_scanner_robust._io import atomic_write_image
 from tia_scanner_robust.data.paired import PairedCollection, PairedSample
 from tia_scanner_robust.engines.consistency import ScannerConsistencyEvaluator
@@ -178,3 +179,34 @@ def test_resized_inputs_warn_and_record_resolution(real_collection, tmp_path):
     ).evaluate(real_collection, tmp_path / "p32")
     assert by_patch.per_scanner["A"]["input_resolution"]["model_input_shapes"] == {"32x32": 12}
     assert by_patch.config["patch_size"] == 32
+
+
+def test_nan_weights_are_an_error_in_wsi_mode_too(he_image, tmp_path):
+    image = np.ascontiguousarray(he_image[300:556, 200:456])
+    samples = []
+    for scanner in ("A", "B"):
+        path = write_pyramid_tiff(tmp_path / scanner / "slide.tif", image)
+        samples.append(
+            PairedSample(
+                "slide/r0", scanner, path=path, mpp=0.5, region=(0, 0, 128, 128), is_wsi=True
+            )
+        )
+    collection = PairedCollection(samples, scanners=["A", "B"])
+    io = IOSegmentorConfig(
+        input_resolutions=[{"units": "mpp", "resolution": 0.5}],
+        output_resolutions=[{"units": "mpp", "resolution": 0.5}],
+        patch_input_shape=(64, 64),
+        patch_output_shape=(64, 64),
+        stride_shape=(64, 64),
+        save_resolution={"units": "mpp", "resolution": 0.5},
+    )
+    evaluator = ScannerConsistencyEvaluator(
+        ConstantSegmenter(nan=True), ioconfig=io, num_classes=2, verbose=False
+    )
+    with pytest.raises(ValueError, match=r"non-finite model output on scanner 'A'.*slide\.tif"):
+        evaluator.evaluate(collection, tmp_path / "eval")
+    # the same slides with finite weights evaluate (the guard is not what fails)
+    fine = ScannerConsistencyEvaluator(
+        ConstantSegmenter(), ioconfig=io, num_classes=2, verbose=False
+    )
+    assert fine.evaluate(collection, tmp_path / "eval_ok").scanners == ["A", "B"]

@@ -43,6 +43,7 @@ from tqdm.auto import tqdm
 from tia_scanner_robust._tiatoolbox import open_output_array, run_wsi_engine
 from tia_scanner_robust.engines._imageops import EXAMPLE_SIDE, downsample, resize, rgb_stats
 from tia_scanner_robust.engines.base import Accumulator, EvaluatorBase
+from tia_scanner_robust.engines.checks import FiniteOutputGuard
 from tia_scanner_robust.engines.results import EvaluationResult, ExamplePair, sample_id
 
 if TYPE_CHECKING:
@@ -382,20 +383,34 @@ class WSIModeEvaluator(EvaluatorBase):
         geometry = {p: slide_geometry(p, res["resolution"], res["units"]) for p in by_path}
         paths = list(by_path)
         t0 = time.perf_counter()
-        zarrs = run_wsi_engine(
-            self.model,
-            paths,
-            work,
-            ioconfig=ioconfig,
-            engine=self.spec.engine,
-            batch_size=self.batch_size,
-            num_workers=self.num_workers,
-            device=self.device,
-            masks=[self._engine_mask(by_path[p], geometry[p]) for p in paths],
-            auto_get_mask=self.auto_get_mask,
-            return_probabilities=self.spec.return_probabilities,
-            run_name=scanner,
-        )
+        guard = FiniteOutputGuard(self.model)
+        try:
+            zarrs = run_wsi_engine(
+                self.model,
+                paths,
+                work,
+                ioconfig=ioconfig,
+                engine=self.spec.engine,
+                batch_size=self.batch_size,
+                num_workers=self.num_workers,
+                device=self.device,
+                masks=[self._engine_mask(by_path[p], geometry[p]) for p in paths],
+                auto_get_mask=self.auto_get_mask,
+                return_probabilities=self.spec.return_probabilities,
+                run_name=scanner,
+            )
+        finally:
+            guard.close()
+        if guard.bad_rows:
+            names = ", ".join(sorted({s.specimen_id for s in samples}))
+            msg = (
+                f"non-finite model output on scanner {scanner!r} while predicting "
+                f"{', '.join(Path(p).name for p in paths)} (specimens {names}): "
+                f"{guard.n_nan} NaN and {guard.n_inf} inf values in {len(guard.bad_rows)} "
+                "patch(es); check the model's weights (a checkpoint with NaN weights?) "
+                "and its input normalisation."
+            )
+            raise ValueError(msg)
         self._timings[f"infer/{scanner}"] += time.perf_counter() - t0
         return {
             p: {"zarr": str(z), "geometry": geometry[p]} for p, z in zip(paths, zarrs, strict=True)
