@@ -153,15 +153,22 @@ def test_outputs_smaller_or_larger_than_the_input(real_collection, tmp_path, sca
     assert result.average == 1.0
 
 
-def test_resized_inputs_warn_and_record_resolution(real_collection, tmp_path):
-    io = IOSegmentorConfig(
-        input_resolutions=[{"units": "mpp", "resolution": 0.5}],
-        output_resolutions=[{"units": "mpp", "resolution": 0.5}],
-        patch_input_shape=(48, 48),
-        patch_output_shape=(48, 48),
-        stride_shape=(48, 48),
-        save_resolution={"units": "mpp", "resolution": 0.5},
+def _segmentor_io(size: int) -> IOSegmentorConfig:
+    """A segmentor IO config at 0.5 mpp with square ``size`` patches and no overlap."""
+    at = {"units": "mpp", "resolution": 0.5}
+    shape = (size, size)
+    return IOSegmentorConfig(
+        input_resolutions=[at],
+        output_resolutions=[at],
+        patch_input_shape=shape,
+        patch_output_shape=shape,
+        stride_shape=shape,
+        save_resolution=at,
     )
+
+
+def test_resized_inputs_warn_and_record_resolution(real_collection, tmp_path):
+    io = _segmentor_io(48)
     evaluator = ScannerConsistencyEvaluator(
         "builtin", ioconfig=io, size_policy="resize", verbose=False, n_examples=0
     )
@@ -192,14 +199,7 @@ def test_nan_weights_are_an_error_in_wsi_mode_too(he_image, tmp_path):
             )
         )
     collection = PairedCollection(samples, scanners=["A", "B"])
-    io = IOSegmentorConfig(
-        input_resolutions=[{"units": "mpp", "resolution": 0.5}],
-        output_resolutions=[{"units": "mpp", "resolution": 0.5}],
-        patch_input_shape=(64, 64),
-        patch_output_shape=(64, 64),
-        stride_shape=(64, 64),
-        save_resolution={"units": "mpp", "resolution": 0.5},
-    )
+    io = _segmentor_io(64)
     evaluator = ScannerConsistencyEvaluator(
         ConstantSegmenter(nan=True), ioconfig=io, num_classes=2, verbose=False
     )
