@@ -65,9 +65,14 @@ _OPTIONS = (
         show_default=True,
         help="Specimens missing a scanner: stop, or drop them.",
     ),
-    click.option("--demo-tiles", default=9, show_default=True, help="--data demo: tiles."),
     click.option(
-        "--demo-tile-size", default=256, show_default=True, help="--data demo: tile side."
+        "--demo-tiles",
+        default=12,
+        show_default=True,
+        help="--data demo: tiles (10 or more: fewer specimens give a warning).",
+    ),
+    click.option(
+        "--demo-tile-size", default=192, show_default=True, help="--data demo: tile side."
     ),
     seed_option(),
 )
@@ -121,8 +126,8 @@ def load_collection(
     *,
     incomplete: str = "error",
     seed: int = 0,
-    demo_tiles: int = 9,
-    demo_tile_size: int = 256,
+    demo_tiles: int = 12,
+    demo_tile_size: int = 192,
 ) -> PairedCollection:
     """Read ``--data`` (a SCORPION folder, a manifest CSV or ``demo``).
 
@@ -165,8 +170,8 @@ def open_collection(
     *,
     incomplete: str = "error",
     seed: int = 0,
-    demo_tiles: int = 9,
-    demo_tile_size: int = 256,
+    demo_tiles: int = 12,
+    demo_tile_size: int = 192,
     overwrite: bool = False,
 ) -> PairedCollection:
     """Seed every generator, lock ``out_dir`` and read the paired dataset.
