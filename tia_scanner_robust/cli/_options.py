@@ -61,6 +61,7 @@ __all__ = [
     "overwrite_option",
     "parse_seeds",
     "projection_option",
+    "resources_options",
     "seed_option",
     "weights_option",
 ]
@@ -267,6 +268,33 @@ def projection_option(*, text: str | None = None) -> Callable[[_F], _F]:
         show_default=True,
         help=text,
     )
+
+
+def resources_options() -> Callable[[_F], _F]:
+    """``--workers N`` (DataLoader workers) and ``--threads N`` (torch intra-op threads).
+
+    Both default to ``None``: the config's ``trainer.num_workers`` and the
+    thread count of :func:`tia_scanner_robust.training.resources.set_threads`
+    (the cores left after the workers and the machine's load, at least 1).
+    """
+    workers = click.option(
+        "--workers",
+        type=click.IntRange(min=0),
+        default=None,
+        help="trainer.num_workers: DataLoader worker processes.",
+    )
+    threads = click.option(
+        "--threads",
+        type=click.IntRange(min=1),
+        default=None,
+        help="Torch intra-op threads (default: the cores left after the workers and the "
+        "machine's load, at least 1; see docs/training.md).",
+    )
+
+    def decorator(function: _F) -> _F:
+        return workers(threads(function))
+
+    return decorator
 
 
 def no_progress_option(*, aliases: tuple[str, ...] = ()) -> Callable[[_F], _F]:

@@ -38,6 +38,7 @@ from tia_scanner_robust.cli._options import (
     lock_output_dir,
     no_progress_option,
     overwrite_option,
+    resources_options,
     seed_option,
 )
 
@@ -146,19 +147,7 @@ def _best_step(history: list[dict[str, Any]]) -> str:
     default=None,
     help="Stop (after writing last.pt) once this many optimiser steps are done.",
 )
-@click.option(
-    "--workers",
-    type=click.IntRange(min=0),
-    default=None,
-    help="trainer.num_workers: DataLoader worker processes.",
-)
-@click.option(
-    "--threads",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Torch intra-op threads (default: the cores left after the workers and the "
-    "machine's load, at least 1; see docs/training.md).",
-)
+@resources_options()
 @no_progress_option()
 @click.option(
     "--list-configs",

@@ -45,6 +45,7 @@ from tia_scanner_robust.cli._options import (
     no_progress_option,
     overwrite_option,
     parse_seeds,
+    resources_options,
     seed_option,
 )
 
@@ -188,19 +189,7 @@ def _csv(value: str | None, cast: type = str) -> list[Any] | None:
     text="Start afresh in a run folder that holds an earlier run, replacing the files this "
     "run writes (nothing else is deleted)."
 )
-@click.option(
-    "--workers",
-    type=click.IntRange(min=0),
-    default=None,
-    help="trainer.num_workers: DataLoader worker processes.",
-)
-@click.option(
-    "--threads",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Torch intra-op threads (default: the cores left after the workers and the "
-    "machine's load, at least 1).",
-)
+@resources_options()
 @no_progress_option()
 @click.option(
     "--compare",
