@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import tracemalloc
 import warnings
 
@@ -34,14 +33,12 @@ def test_huge_declared_png_is_refused_before_decoding(tmp_path, monkeypatch, sid
     path = png_declaring(tmp_path / f"bomb_{side}.png", side, side)
     assert path.stat().st_size < 2000
     tracemalloc.start()
-    start = time.perf_counter()
     try:
         with pytest.raises(ValueError, match=f"declares {side} x {side}") as caught:
             READERS[reader](path)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert time.perf_counter() - start < 5.0
     assert peak < 64 * 2**20  # nothing near the 1.2 GB / 30 GB the header declares
     message = str(caught.value)
     assert str(path) in message

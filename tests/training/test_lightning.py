@@ -6,7 +6,6 @@ import copy
 import importlib
 import subprocess
 import sys
-import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -413,7 +412,6 @@ class RankRecordingJitter:
 
 
 def test_simcons_ddp_two_cpu_processes(items: list[Any], tmp_path: Any) -> None:
-    start = time.perf_counter()
     torch.manual_seed(0)
     module = TinySegmenter()
     callback = SimConsCallback(RankRecordingJitter(str(tmp_path)), lam=0.3, seed=4)
@@ -436,7 +434,6 @@ def test_simcons_ddp_two_cpu_processes(items: list[Any], tmp_path: Any) -> None:
     assert set(seeds[0]).isdisjoint(seeds[1])  # ranks draw their own views (global_rank)
     assert seeds[1][0] == str(callback.step_seed(0, 0, 1))
     assert "simcons/consistency" in trainer.callback_metrics
-    assert time.perf_counter() - start < 60
 
 
 # ------------------------------------------------------------------ hooks under other trainers
