@@ -2,7 +2,11 @@
 
 Reads the development images (``--data``, default ``../shared/data`` beside the
 checkout: ``he_tiles/`` and ``cosas_xscanner/``) and writes the figures and
-JSON of ``docs/_static/scanner_realism/``.
+JSON of ``docs/_static/scanner_realism/``. Only the statistics figure and the
+JSON/YAML files are committed: the panels that show tissue crops of the
+development images (``fitted_B_realism.png``, ``fitted_cross_tissue.png``,
+``registration_refinement.png``) stay local, since the project never
+redistributes those images.
 
 Usage (from the repository root)::
 
